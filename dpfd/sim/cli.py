@@ -1,0 +1,48 @@
+"""dpf-sim: the whole of dpf on one machine, with emulated BlueFields and an emulated Kubernetes API.
+
+  dpf-sim up --manifests DIR --state-dir DIR    start everything, apply the manifests, show progress; Ctrl-C stops
+  dpf-sim down --state-dir DIR                  stop what `up` started in that state dir
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from dpfd.sim.processes import stop_recorded
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dpf-sim", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the simulated fleet and apply manifests")
+    up.add_argument("--manifests", type=Path, required=True, help="folder of YAML manifests (CRs and Nodes)")
+    up.add_argument("--state-dir", type=Path, required=True, help="where logs, kubeconfigs and state go")
+    up.add_argument("--quiet", action="store_true", help="do not print progress")
+    down = sub.add_parser("down", help="stop what `up` started")
+    down.add_argument("--state-dir", type=Path, required=True)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+
+    if args.command == "down":
+        stopped = stop_recorded(args.state_dir.resolve())
+        print(f"stopped {len(stopped)} processes" if stopped else "nothing was running")
+        return 0
+    from dpfd.sim.fleet import Fleet, SimError
+
+    fleet = Fleet(args.manifests.resolve(), args.state_dir.resolve(), quiet=args.quiet)
+    try:
+        import uvloop
+
+        return uvloop.run(fleet.run())
+    except SimError as e:
+        print(f"dpf-sim: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+#!/bin/bash
+# Install the Debian packages dpf's tests and simulator use, if they are missing. Idempotent; needs root.
+set -euo pipefail
+need=()
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
+command -v ovs-vswitchd >/dev/null || need+=(openvswitch-switch)
+command -v ip >/dev/null || need+=(iproute2)
+command -v ethtool >/dev/null || need+=(ethtool)
+command -v kubectl >/dev/null || need+=(kubernetes-client)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # Debian's policy-rc.d refuses to start services here; dpf starts etcd and OVS itself.
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+etcd --version | head -1
+ovs-vswitchd --version | head -1
+kubectl version --client 2>/dev/null | head -1
