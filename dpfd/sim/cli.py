@@ -1,13 +1,12 @@
 """dpf-sim: the whole of dpf on one machine, with emulated BlueFields and an emulated Kubernetes API.
 
-  dpf-sim up --manifests DIR --state-dir DIR    start everything, apply the manifests, show progress; Ctrl-C stops
-  dpf-sim down --state-dir DIR                  stop what `up` started in that state dir
+dpf-sim up --manifests DIR --state-dir DIR    start everything, apply the manifests, show progress; Ctrl-C stops
+dpf-sim down --state-dir DIR                  stop what `up` started in that state dir
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 

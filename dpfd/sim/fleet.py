@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -220,10 +221,8 @@ class Fleet:
                 for name, code in self.processes.exited():
                     self.say(f"{name} exited with code {code}; see {self.state_dir}/logs/{name}.log")
                     stop.set()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=0.5)
-                except TimeoutError:
-                    pass
         finally:
             progress.cancel()
             await asyncio.gather(progress, return_exceptions=True)
