@@ -1,0 +1,76 @@
+"""Structured logs: one line per event, `key=value` pairs, naming the object as `DPU ns/name`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from dpfd.api.intents import ObjectRef
+
+
+def obj(ref: ObjectRef) -> str:
+    """How logs name an object: `DPU ns/name`."""
+    return f"{ref.kind} {ref.namespace}/{ref.name}"
+
+
+def _fmt_value(v: Any) -> str:
+    s = str(v)
+    if s == "" or any(c in s for c in ' "=\n\t'):
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return s
+
+
+def kv(event: str, **fields: Any) -> str:
+    """`event=NAME k=v ...`; None values are left out."""
+    parts = [f"event={event}"]
+    parts += [f"{k}={_fmt_value(v)}" for k, v in fields.items() if v is not None]
+    return " ".join(parts)
+
+
+class EventLog:
+    """A logger that adds fixed fields (e.g. node=) to every event line."""
+
+    def __init__(self, logger: logging.Logger, **fixed: Any) -> None:
+        self._logger = logger
+        self._fixed = fixed
+
+    def _emit(self, level: int, event: str, fields: dict[str, Any], exc_info: bool = False) -> None:
+        if self._logger.isEnabledFor(level):
+            self._logger.log(level, "%s", kv(event, **self._fixed, **fields), exc_info=exc_info)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._emit(logging.DEBUG, event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._emit(logging.INFO, event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._emit(logging.WARNING, event, fields)
+
+    def error(self, event: str, exc_info: bool = False, **fields: Any) -> None:
+        self._emit(logging.ERROR, event, fields, exc_info=exc_info)
+
+
+class KeyValueFormatter(logging.Formatter):
+    """`ts=... level=... logger=... <message>`, with a traceback folded onto the same line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        msg = record.getMessage()
+        if not msg.startswith("event="):
+            msg = f"event=log msg={_fmt_value(msg)}"
+        line = f"ts={ts} level={record.levelname.lower()} logger={record.name} {msg}"
+        if record.exc_info:
+            line += " exc=" + _fmt_value(self.formatException(record.exc_info))
+        return line
+
+
+def setup_logging(level: str = "info") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # gRPC's own debug lines (one per channel) drown dpfd's events at debug level.
+    logging.getLogger("grpc").setLevel(max(root.level, logging.INFO))

@@ -1,0 +1,34 @@
+"""The contract between NodeAgent and the code that converges one kind of intent on this machine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
+
+from dpfd.api.intents import Intent, ObjectRef, Report
+
+
+@runtime_checkable
+class Reconciler(Protocol):
+    """Converges the machine towards one intent kind. Level-triggered and idempotent.
+
+    `reconcile` gets the whole current intent (never a diff), or None when the intent is gone, in which
+    case it releases what it holds (the agent then deletes the report). It returns the report to write,
+    or None to leave the current report as it is. An exception means "retry with backoff". The agent never
+    runs two reconciles of one ref at once.
+    """
+
+    kind: str
+
+    async def reconcile(self, ref: ObjectRef, intent: Intent | None) -> Report | None: ...
+
+
+@runtime_checkable
+class LocalStateReconciler(Reconciler, Protocol):
+    """A reconciler that keeps local state per object, and can name the objects it holds state for.
+
+    On every (re)list the agent also reconciles these refs, so state for an intent deleted while dpfd
+    was down or disconnected is released.
+    """
+
+    def local_refs(self) -> Iterable[ObjectRef]: ...

@@ -1,0 +1,176 @@
+"""dpfd: the node daemon. `dpfd [--config PATH] [run]` runs it; `dpfd --version` prints the version.
+
+Wiring only: configuration, event loop, systemd notify and watchdog, signals, and the NodeAgent with the
+reconcilers of this node's role.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dpfd.agent.backoff import Backoff
+from dpfd.agent.log import EventLog, setup_logging
+from dpfd.config import ConfigError, DpfdConfig, load_config
+from dpfd.systemd_notify import SystemdNotifier
+
+if TYPE_CHECKING:
+    from dpfd.agent.reconciler import Reconciler
+    from dpfd.store import Store
+
+SHUTDOWN_TIMEOUT = 10.0
+log = EventLog(logging.getLogger("dpfd"))
+
+
+def version() -> str:
+    try:
+        return metadata.version("dpf")
+    except metadata.PackageNotFoundError:
+        return _source_tree_version()
+
+
+def _source_tree_version() -> str:
+    # Running from a checkout that is not pip-installed: the version is in pyproject.toml.
+    import tomllib
+
+    try:
+        with (Path(__file__).resolve().parent.parent / "pyproject.toml").open("rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "0+unknown"
+
+
+def reconcilers_for(config: DpfdConfig) -> list[Reconciler]:
+    if config.role == "host":
+        from dpfd.host.dpu_intent import host_reconcilers
+
+        return host_reconcilers(config.node, config.state_dir)
+    return []  # the dpu role's reconcilers (OVS, IPAM, CNI, kubeadm join) come with their issues
+
+
+def build_parser() -> argparse.ArgumentParser:
+    config_help = "config file (default: $DPFD_CONFIG or /etc/dpf/dpfd.yaml)"
+    parser = argparse.ArgumentParser(prog="dpfd", description="dpf node daemon (host or DPU)")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--config", metavar="PATH", help=config_help)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="run the daemon (the default)")
+    # Also after the subcommand (`dpfd run --config X`); SUPPRESS keeps a value given before it.
+    run.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
+    # Later subcommands (e.g. `dms-install`) are added here, each with its own handler below.
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.version:
+        print(f"dpfd {version()}")
+        return 0
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"dpfd: error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    import uvloop
+
+    return int(uvloop.run(run_daemon(config)))
+
+
+async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None) -> int:
+    # Imported here so that `--version` and config errors answer fast and need nothing else.
+    from dpfd.agent import AgentOptions, NodeAgent
+
+    notifier = notifier or SystemdNotifier()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # The watchdog runs from the start: connecting to etcd may take a while and is not a hang.
+    watchdog = loop.create_task(notifier.run_watchdog(), name="watchdog")
+    log.info(
+        "starting",
+        node=config.node,
+        role=config.role,
+        version=version(),
+        endpoints=",".join(config.etcd.endpoints),
+    )
+    notifier.status("connecting to etcd")
+    store = await _connect(config, stop)
+    if store is None:
+        notifier.stopping("stopped before connecting to etcd")
+        watchdog.cancel()
+        return 0
+    agent = NodeAgent(
+        config,
+        store,
+        reconcilers_for(config),
+        AgentOptions(
+            version=version(),
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            on_connection_change=lambda up: notifier.status(
+                "registered in etcd" if up else "etcd session lost; keeping the machine as it is"
+            ),
+        ),
+    )
+    await agent.start()
+    ready = loop.create_task(agent.ready.wait())
+    stopped = loop.create_task(stop.wait())
+    await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if agent.ready.is_set():
+        notifier.ready(f"watching {len(agent.view)} intents")
+        log.info("ready", node=config.node, intents=len(agent.view))
+    await stopped
+    ready.cancel()
+    log.info("stopping", node=config.node, in_flight=agent.busy)
+    notifier.stopping("finishing in-flight work")
+    clean = await agent.stop(SHUTDOWN_TIMEOUT)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(store.close(), 5.0)
+    watchdog.cancel()
+    log.info("stopped", node=config.node, clean=clean)
+    return 0
+
+
+async def _connect(config: DpfdConfig, stop: asyncio.Event) -> Store | None:
+    """Connect to etcd, retrying until it works; None if told to stop first."""
+    from dpfd.store import Store
+
+    backoff = Backoff(base=0.2, cap=5.0)
+    attempt = 0
+    while not stop.is_set():
+        connecting = asyncio.ensure_future(Store.connect(config.etcd.endpoints))
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({connecting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+            return None
+        try:
+            return connecting.result()
+        except Exception as e:
+            attempt += 1
+            delay = backoff.delay(attempt)
+            log.warning(
+                "etcd_connect_failed",
+                attempt=attempt,
+                error=f"{type(e).__name__}: {e}",
+                retry_in=f"{delay:.2f}s",
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

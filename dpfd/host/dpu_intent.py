@@ -1,0 +1,109 @@
+"""Host role, kind DPU: take ownership of the DPU intents addressed to this host.
+
+This step only accepts an intent: it persists it under the state dir and reports phase Initializing.
+Provisioning (the DPF phase machine: Node Effect, DMS Deployment, OS Installing, ...) is the next step.
+It replaces `DpuOwnershipReconciler` in `host_reconcilers()` below, and keeps using `DpuIntentStore`
+for the persisted intent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from dpfd.agent.reconciler import Reconciler
+from dpfd.agent.statefile import remove_durably, write_atomic
+from dpfd.api.conditions import Condition
+from dpfd.api.intents import Intent, ObjectRef, Report
+
+KIND = "DPU"
+PHASE_INITIALIZING = "Initializing"
+PHASE_DELETING = "Deleting"
+COND_INITIALIZED = "Initialized"
+REASON_ACCEPTED = "HostAgentAccepted"
+
+
+class DpuIntentStore:
+    """The DPU intents this host owns, one file each: `<stateDir>/intents/DPU/<ns>/<name>.json`."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = Path(state_dir) / "intents" / KIND
+
+    def path(self, ref: ObjectRef) -> Path:
+        return self.root / ref.namespace / f"{ref.name}.json"
+
+    def load(self, ref: ObjectRef) -> Intent | None:
+        try:
+            return Intent.model_validate_json(self.path(ref).read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def save(self, intent: Intent) -> bool:
+        """Persist `intent` atomically; False if the file already holds exactly this."""
+        path = self.path(intent.ref)
+        data = (json.dumps(intent.model_dump(mode="json"), indent=2, sort_keys=True) + "\n").encode()
+        try:
+            if path.read_bytes() == data:
+                return False
+        except FileNotFoundError:
+            pass
+        write_atomic(path, data)
+        return True
+
+    def remove(self, ref: ObjectRef) -> bool:
+        return remove_durably(self.path(ref))
+
+    def refs(self) -> list[ObjectRef]:
+        if not self.root.is_dir():
+            return []
+        return [
+            ObjectRef(kind=KIND, namespace=f.parent.name, name=f.name.removesuffix(".json"))
+            for f in sorted(self.root.glob("*/*.json"))
+        ]
+
+
+class DpuOwnershipReconciler:
+    """Accepts DPU intents (persists them, reports Initializing) and releases them on deletion."""
+
+    kind = KIND
+
+    def __init__(self, node: str, state_dir: Path) -> None:
+        self.node = node
+        self.intents = DpuIntentStore(state_dir)
+
+    async def reconcile(self, ref: ObjectRef, intent: Intent | None) -> Report | None:
+        if intent is None:
+            await asyncio.to_thread(self.intents.remove, ref)
+            return None
+        if intent.deleting:
+            await asyncio.to_thread(self.intents.remove, ref)
+            return self._report(intent, PHASE_DELETING, conditions=[], details={"released": True})
+        await asyncio.to_thread(self.intents.save, intent)
+        accepted = Condition(
+            type=COND_INITIALIZED,
+            status="True",
+            reason=REASON_ACCEPTED,
+            message=f"dpfd on {self.node} owns this DPU",
+            observedGeneration=intent.generation,
+        )
+        return self._report(intent, PHASE_INITIALIZING, conditions=[accepted], details={})
+
+    def local_refs(self) -> list[ObjectRef]:
+        return self.intents.refs()
+
+    def _report(self, intent: Intent, phase: str, conditions: list[Condition], details: dict[str, object]) -> Report:
+        return Report(
+            node=self.node,
+            ref=intent.ref,
+            uid=intent.uid,
+            observedGeneration=intent.generation,
+            phase=phase,
+            conditions=conditions,
+            details=details,
+        )
+
+
+def host_reconcilers(node: str, state_dir: Path) -> list[Reconciler]:
+    """The reconcilers of the host role. Provisioning will swap in the DPU phase machine here."""
+    return [DpuOwnershipReconciler(node, state_dir)]
