@@ -48,3 +48,17 @@ CONTROLLER_ELECTION = ROOT + "controller/leader"
 
 def lock_key(resource: str) -> str:
     return LOCKS_PREFIX + _seg(resource)
+
+
+SEMAPHORES_PREFIX = ROOT + "semaphores/"
+ELECTIONS_PREFIX = ROOT + "elections/"
+
+
+def semaphore_prefix(name: str) -> str:
+    """Holders and waiters of semaphore `name` are the keys under this prefix."""
+    return SEMAPHORES_PREFIX + _seg(name) + "/"
+
+
+def election_prefix(name: str) -> str:
+    """Candidates of election `name` are the keys under this prefix."""
+    return ELECTIONS_PREFIX + _seg(name) + "/"

@@ -1,0 +1,232 @@
+"""Sessions: a lease kept alive every ttl/3 over the Store's one LeaseKeepAlive stream.
+
+As in etcd's Go client, a session counts as lost when etcd says the lease is gone (keepalive answered with
+TTL 0: expired or revoked) or when no keepalive has been acknowledged for the lease's TTL: from then on the
+lease may have expired, so nothing bound to it can be trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+from aetcd.rpc import rpc_pb2
+
+from dpfd.store.conn import REQUIRE_LEADER, Connection, backoff
+from dpfd.store.errors import StoreError
+from dpfd.store.types import StoreStats
+
+log = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    """The Store's keepalive stream, shared by all its sessions; answers are routed by lease id."""
+
+    def __init__(self, conn: Connection, stats: StoreStats) -> None:
+        self._conn = conn
+        self._stats = stats
+        self._sessions: dict[int, Session] = {}
+        self._outbox: asyncio.Queue[Any] | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def add(self, session: Session) -> None:
+        self._sessions[session.lease_id] = session
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="etcd-lease-keepalive")
+        self._wake.set()
+
+    def remove(self, session: Session) -> None:
+        self._sessions.pop(session.lease_id, None)
+
+    def send(self, session: Session) -> None:
+        """Queue one keepalive; dropped while the stream is down (the session's deadline covers that)."""
+        if self._outbox is not None:
+            session.sent(asyncio.get_running_loop().time())
+            self._outbox.put_nowait(rpc_pb2.LeaseKeepAliveRequest(ID=session.lease_id))
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closed:
+            if not self._sessions:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                received = await self._stream_once()
+            except Exception:
+                log.exception("etcd keepalive stream failed unexpectedly; reopening")
+                received = False
+            attempt = 0 if received else attempt + 1
+            await asyncio.sleep(backoff(attempt))
+
+    async def _stream_once(self) -> bool:
+        conn = self._conn
+        generation = conn.generation
+        call = conn.stubs.lease.LeaseKeepAlive(metadata=REQUIRE_LEADER)
+        outbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._outbox = outbox
+        for s in self._sessions.values():
+            s.forget_pending()
+            self.send(s)  # renew at once after a reconnect instead of waiting for the next tick
+        writer = asyncio.get_running_loop().create_task(self._write(call, outbox))
+        received = False
+        try:
+            while True:
+                resp = await call.read()
+                if resp is grpc.aio.EOF:
+                    conn.switch(generation)
+                    break
+                received = True
+                owner = self._sessions.get(int(resp.ID))
+                if owner is not None:
+                    self._stats.lease_ops += 1
+                    owner.acknowledged(int(resp.TTL))
+        except grpc.aio.AioRpcError as err:
+            log.info("etcd keepalive stream on %s failed (%s: %s)", conn.endpoint, err.code().name, err.details())
+            if conn.classify(err, generation) != "retry":
+                conn.switch(generation)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._closed or (task is not None and task.cancelling()):
+                raise
+        finally:
+            self._outbox = None
+            writer.cancel()
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        return received
+
+    async def _write(self, call: Any, outbox: asyncio.Queue[Any]) -> None:
+        try:
+            while True:
+                await call.write(await outbox.get())
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            log.debug("etcd keepalive stream write failed: %r", err)
+            call.cancel()
+
+
+class Session:
+    """A lease kept alive in the background. Bind keys to `lease_id`; watch `lost` (or add a callback)."""
+
+    def __init__(
+        self,
+        keeper: LeaseKeeper,
+        revoke: Callable[[int], Awaitable[bool]],
+        lease_id: int,
+        ttl: float,
+        granted_at: float,
+    ) -> None:
+        self.lease_id = lease_id
+        self.ttl = ttl
+        self.lost = asyncio.Event()
+        self.lost_reason = ""
+        self._keeper = keeper
+        self._revoke = revoke
+        self._callbacks: list[Callable[[], None]] = []
+        self._expires_at = granted_at + ttl  # our conservative view of when etcd would drop the lease
+        self._pending: deque[float] = deque()  # send times of unanswered keepalives
+        keeper.add(self)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"etcd-session-{lease_id:x}")
+
+    def add_lost_callback(self, cb: Callable[[], None]) -> None:
+        """Call cb once the session is lost (or closed); at once if it already is."""
+        if self.lost.is_set():
+            cb()
+        else:
+            self._callbacks.append(cb)
+
+    # -- called by the keeper
+
+    def sent(self, at: float) -> None:
+        self._pending.append(at)
+
+    def forget_pending(self) -> None:
+        self._pending.clear()
+
+    def acknowledged(self, ttl_left: int) -> None:
+        now = asyncio.get_running_loop().time()
+        sent_at = self._pending.popleft() if self._pending else now
+        if ttl_left <= 0:
+            self._mark_lost("etcd says the lease is gone (expired or revoked)")
+            return
+        # The lease was renewed no earlier than when the request left, so count from then.
+        self._expires_at = max(self._expires_at, sent_at + ttl_left)
+
+    # --
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.ttl / 3
+        while not self.lost.is_set():
+            now = loop.time()
+            if now >= self._expires_at:
+                self._mark_lost(f"no keepalive acknowledged for {self.ttl:g}s")
+                with contextlib.suppress(StoreError):
+                    await self._revoke(self.lease_id)  # in case etcd still has it: free what it holds
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.lost.wait(), timeout=min(interval, self._expires_at - now))
+            if not self.lost.is_set() and loop.time() < self._expires_at:
+                self._keeper.send(self)
+
+    def _mark_lost(self, reason: str) -> None:
+        if self.lost.is_set():
+            return
+        self.lost_reason = reason
+        log.info("etcd session %x lost: %s", self.lease_id, reason)
+        self._keeper.remove(self)
+        self.lost.set()
+        callbacks, self._callbacks = self._callbacks, []
+        for cb in callbacks:
+            try:
+                cb()
+            except Exception:
+                log.exception("lost callback of session %x failed", self.lease_id)
+
+    async def close(self) -> None:
+        """Revoke the lease (best effort) and stop keeping it alive. Sets `lost` and runs the callbacks."""
+        was_lost = self.lost.is_set()
+        self._keeper.remove(self)
+        if self._task is not asyncio.current_task():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if not was_lost:
+            try:
+                await self._revoke(self.lease_id)
+            except StoreError as err:
+                log.info("revoking lease %x on close failed (it will expire): %s", self.lease_id, err)
+        self._mark_lost("closed")
+
+    async def abandon(self, reason: str = "abandoned") -> None:
+        """Stop keeping the lease alive without revoking it; it expires after its TTL (for Store.close)."""
+        self._keeper.remove(self)
+        if self._task is not asyncio.current_task():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._mark_lost(reason)
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
