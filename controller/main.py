@@ -10,7 +10,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="dpf-controller", description=__doc__)
     parser.add_argument("command", choices=["run", "crds", "validate"], help="what to do")
-    args, rest = parser.parse_known_args(argv[:1])
+    args, _rest = parser.parse_known_args(argv[:1])
     if args.command == "crds":
         from dpfd.api.cli import crds_main
 

@@ -1,0 +1,120 @@
+"""`dpf-controller run`: flags, logging, the event loop (uvloop), signals, and an orderly stop.
+
+SIGTERM/SIGINT end the run cleanly: the leader flushes pending intents and resigns, so a standby takes over
+at once instead of after the lease TTL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+
+import uvloop
+
+from controller.kube.client import KubeClient
+from controller.leader import LeaderElector
+from controller.logs import setup_logging
+from controller.manager import Controller, ControllerOptions
+from dpfd.store import Store
+
+log = logging.getLogger("controller")
+
+
+@dataclass
+class RunConfig:
+    kubeconfig: str
+    etcd_endpoints: list[str]
+    identity: str
+    lease_ttl: float = 10.0
+    options: ControllerOptions | None = None
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="dpf-controller run", description="Run the DPF controller.")
+    p.add_argument("--kubeconfig", required=True, help="kubeconfig of the host cluster")
+    p.add_argument("--etcd-endpoints", required=True, help="comma-separated etcd client URLs")
+    p.add_argument("--id", default=f"{socket.gethostname()}-{os.getpid()}", help="this replica's identity")
+    p.add_argument("--lease-ttl", type=float, default=10.0, help="leader session TTL in seconds")
+    p.add_argument("--workers", type=int, default=8, help="reconcile workers")
+    p.add_argument("--resync", type=float, default=300.0, help="informer resync period in seconds")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    args = p.parse_args(argv)
+    if args.lease_ttl < 2:
+        p.error(f"--lease-ttl {args.lease_ttl:g}: must be at least 2 seconds (etcd's minimum lease TTL)")
+    if args.workers < 1:
+        p.error(f"--workers {args.workers}: must be at least 1")
+    return args
+
+
+async def run_controller(
+    cfg: RunConfig,
+    stop: asyncio.Event,
+    *,
+    elector_out: list[LeaderElector] | None = None,
+    controller_out: list[Controller] | None = None,
+) -> None:
+    """Run one controller replica until `stop` is set. The *_out lists receive the parts (for tests)."""
+    kube = await KubeClient.from_kubeconfig(cfg.kubeconfig)
+    try:
+        store = await Store.connect(cfg.etcd_endpoints)
+        try:
+            controller = Controller(kube, store, cfg.options)
+            elector = LeaderElector(store, cfg.identity, ttl=cfg.lease_ttl)
+            if elector_out is not None:
+                elector_out.append(elector)
+            if controller_out is not None:
+                controller_out.append(controller)
+            caches = asyncio.create_task(controller.run_caches(), name="caches")
+            election = asyncio.create_task(elector.run(controller.lead, stop), name="election")
+            stopper = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({caches, election, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if caches.done():
+                    caches.result()  # surface why the caches died
+            finally:
+                stop.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await election  # resigns after a graceful term
+                caches.cancel()
+                stopper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await caches
+        finally:
+            await store.close()
+    finally:
+        await kube.close()
+
+
+def run_main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    endpoints = [e.strip() for e in args.etcd_endpoints.split(",") if e.strip()]
+    cfg = RunConfig(
+        kubeconfig=args.kubeconfig,
+        etcd_endpoints=endpoints,
+        identity=args.id,
+        lease_ttl=args.lease_ttl,
+        options=ControllerOptions(workers=args.workers, resync=args.resync),
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("dpf-controller starting", extra={"identity": cfg.identity, "etcd": ",".join(endpoints)})
+        await run_controller(cfg, stop)
+        log.info("dpf-controller stopped", extra={"identity": cfg.identity})
+
+    try:
+        uvloop.run(main())
+    except Exception as exc:
+        log.error("dpf-controller failed", extra={"error": repr(exc)}, exc_info=True)
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""Kubernetes access for the controller: a small dynamic client, informers and events."""

@@ -1,0 +1,40 @@
+"""The Kubernetes resources the controller reads and writes, named the way the REST paths need them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        """REST path; `namespace=None` on a namespaced resource means all namespaces (list and watch)."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        elif self.namespaced and name is not None:
+            raise ValueError(f"{self.kind} {name!r}: a namespaced object needs a namespace")
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{name}"
+            if subresource:
+                base += f"/{subresource}"
+        return base
+
+
+PROVISIONING_GROUP = "provisioning.dpu.nvidia.com"
+
+NODES = ResourceType("", "v1", "nodes", "Node", namespaced=False)
+EVENTS = ResourceType("", "v1", "events", "Event", namespaced=True)
+DPUSETS = ResourceType(PROVISIONING_GROUP, "v1alpha1", "dpusets", "DPUSet", namespaced=True)
+DPUS = ResourceType(PROVISIONING_GROUP, "v1alpha1", "dpus", "DPU", namespaced=True)

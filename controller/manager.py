@@ -1,0 +1,172 @@
+"""Wiring: caches that every replica keeps warm, and the work only the leader does.
+
+Informers (Nodes, DPUSets, DPUs) and the etcd views (reports, members) run on every replica, so a standby
+that wins the election starts from warm caches. A leadership term builds a fresh IntentPublisher (which
+loads what is in etcd), the provisioning reconcilers and the status writer, enqueues everything once,
+and runs until the term ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from controller.kube.client import KubeClient
+from controller.kube.events import EventRecorder
+from controller.kube.informer import EventType, Informer
+from controller.kube.objects import Obj, key_of
+from controller.kube.resources import DPUS, DPUSETS, NODES
+from controller.leader import Term
+from controller.members import MembersCache
+from controller.publish import FenceLost, IntentPublisher
+from controller.reconcilers.provisioning import ProvisioningDeps, ProvisioningReconcilers, index_dpus
+from controller.reports import ReportCache
+from controller.status import StatusTarget, StatusWriter, dpu_node, dpu_status
+from dpfd.api.intents import ObjectRef, Report
+from dpfd.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ControllerOptions:
+    workers: int = 8
+    resync: float = 300.0
+    api_concurrency: int = 32  # Kubernetes writes in flight for one DPUSet's fan-out
+    status_concurrency: int = 16  # status patches in flight
+    flush_delay: float = 0.005  # how long the publisher waits to coalesce a burst of intent changes
+    events: bool = True
+
+
+class _LeaderWork:
+    """What one leadership term runs."""
+
+    def __init__(self, provisioning: ProvisioningReconcilers, status: StatusWriter, publisher: IntentPublisher) -> None:
+        self.provisioning = provisioning
+        self.status = status
+        self.publisher = publisher
+
+
+class Controller:
+    def __init__(self, kube: KubeClient, store: Store, options: ControllerOptions | None = None) -> None:
+        self.kube = kube
+        self.store = store
+        self.options = options or ControllerOptions()
+        resync = self.options.resync
+        self.nodes = Informer(kube, NODES, resync_period=resync)
+        self.dpusets = Informer(kube, DPUSETS, resync_period=resync)
+        self.dpus = Informer(kube, DPUS, resync_period=resync)
+        index_dpus(self.dpus)
+        self.reports = ReportCache(store)
+        self.members = MembersCache(store)
+        self.events = EventRecorder(kube) if self.options.events else None
+        self.work: _LeaderWork | None = None  # the current term's, while leading
+        self.nodes.add_handler(self._on_node)
+        self.dpusets.add_handler(self._on_dpuset)
+        self.dpus.add_handler(self._on_dpu)
+        self.reports.add_handler(self._on_report)
+        self.members.add_handler(self._on_member)
+
+    # -- caches -----------------------------------------------------------------------------------
+    async def run_caches(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.nodes.run(), name="informer-nodes")
+            tg.create_task(self.dpusets.run(), name="informer-dpusets")
+            tg.create_task(self.dpus.run(), name="informer-dpus")
+            tg.create_task(self.reports.run(), name="reports")
+            tg.create_task(self.members.run(), name="members")
+            if self.events is not None:
+                tg.create_task(self.events.run(), name="events")
+
+    def _sync_events(self) -> list[asyncio.Event]:
+        return [
+            self.nodes.synced,
+            self.dpusets.synced,
+            self.dpus.synced,
+            self.reports.synced,
+            self.members.synced,
+        ]
+
+    def is_synced(self) -> bool:
+        return all(ev.is_set() for ev in self._sync_events())
+
+    async def wait_synced(self) -> None:
+        for ev in self._sync_events():
+            await ev.wait()
+
+    # -- leadership -------------------------------------------------------------------------------
+    async def lead(self, term: Term) -> None:
+        """Run the leader's work until cancelled (or the publisher is fenced off)."""
+        await self.wait_synced()
+        publisher = IntentPublisher(self.store, flush_delay=self.options.flush_delay, fence=term.fence)
+        await publisher.start()
+        deps = ProvisioningDeps(
+            client=self.kube,
+            nodes=self.nodes,
+            dpusets=self.dpusets,
+            dpus=self.dpus,
+            publisher=publisher,
+            reports=self.reports,
+            members=self.members,
+            events=self.events,
+            api_concurrency=self.options.api_concurrency,
+        )
+        provisioning = ProvisioningReconcilers(deps, workers=self.options.workers)
+        status = StatusWriter(
+            self.kube,
+            self.reports,
+            [StatusTarget(DPUS, self.dpus, node_of=dpu_node, status_of=dpu_status)],
+            concurrency=self.options.status_concurrency,
+        )
+        self.work = _LeaderWork(provisioning, status, publisher)
+        provisioning.enqueue_all()
+        status.enqueue_all()
+        log.info(
+            "leading",
+            extra={
+                "identity": term.identity,
+                "dpusets": len(self.dpusets),
+                "dpus": len(self.dpus),
+                "intents": len(publisher.sources()),
+            },
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(provisioning.run(), name="provisioning")
+                tg.create_task(status.run(), name="status")
+                tg.create_task(self._watch_publisher(publisher), name="publisher-guard")
+        finally:
+            self.work = None
+            provisioning.shut_down()
+            status.queue.shut_down()
+            await publisher.stop(flush=term.graceful)
+
+    async def _watch_publisher(self, publisher: IntentPublisher) -> None:
+        await publisher.stopped.wait()
+        raise publisher.error or FenceLost("intent publisher stopped")
+
+    # -- cache events, forwarded to the current term ---------------------------------------------
+    def _on_node(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        if self.work is not None:
+            self.work.provisioning.on_node(event, obj, old)
+
+    def _on_dpuset(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        if self.work is not None:
+            self.work.provisioning.on_dpuset(event, obj, old)
+
+    def _on_dpu(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        if self.work is not None:
+            self.work.provisioning.on_dpu(event, obj, old)
+            if event != "DELETED":
+                k = key_of(obj)
+                self.work.status.enqueue(ObjectRef(kind=DPUS.kind, namespace=k.namespace, name=k.name))
+
+    def _on_report(self, node: str, ref: ObjectRef, report: Report | None) -> None:
+        if self.work is not None:
+            self.work.status.enqueue(ref)
+            self.work.provisioning.on_report(node, ref, report)
+
+    def _on_member(self, node: str, present: bool) -> None:
+        if self.work is not None:
+            self.work.provisioning.on_member(node, present)

@@ -1,0 +1,1 @@
+"""Level-triggered reconcilers, one module per family of DPF kinds."""

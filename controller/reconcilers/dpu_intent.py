@@ -1,0 +1,40 @@
+"""What a DPU object asks of its host's dpfd: one intent, addressed to `spec.nodeName`."""
+
+from __future__ import annotations
+
+import copy
+
+from controller.kube.objects import (
+    Obj,
+    annotations_of,
+    generation_of,
+    is_deleting,
+    labels_of,
+    name_of,
+    namespace_of,
+    uid_of,
+)
+from controller.kube.resources import DPUS
+from dpfd.api.intents import Intent, ObjectRef
+
+
+def dpu_ref(namespace: str, name: str) -> ObjectRef:
+    return ObjectRef(kind=DPUS.kind, namespace=namespace, name=name)
+
+
+def dpu_intent(dpu: Obj) -> Intent:
+    """The DPU's intent. Raises ValueError naming the DPU when it has no `spec.nodeName`."""
+    spec = dpu.get("spec") or {}
+    node = str(spec.get("nodeName") or "")
+    if not node:
+        raise ValueError(f"DPU {namespace_of(dpu)}/{name_of(dpu)}: spec.nodeName is empty; no node to address")
+    return Intent(
+        node=node,
+        ref=dpu_ref(namespace_of(dpu), name_of(dpu)),
+        uid=uid_of(dpu),
+        generation=generation_of(dpu),
+        spec=copy.deepcopy(spec),
+        labels=labels_of(dpu),
+        annotations=annotations_of(dpu),
+        deleting=is_deleting(dpu),
+    )

@@ -1,0 +1,131 @@
+"""Reports to CR status: `phase`, `conditions`, `observedGeneration` through the status subresource.
+
+Driven by a work queue keyed by object, so bursts coalesce per object (the latest report wins), one
+object is never patched twice at once, and the number of workers bounds the API calls in flight.
+Reports whose uid is not the live object's are ignored (they answer a deleted incarnation); stale
+fencing tokens are already dropped by the ReportCache.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.kube.client import ApiError, KubeClient
+from controller.kube.informer import Informer
+from controller.kube.objects import Obj, uid_of
+from controller.kube.resources import ResourceType
+from controller.queue import DONE, Result, WorkQueue, run_workers
+from controller.reports import ReportCache
+from dpfd.api.intents import ObjectRef, Report
+
+log = logging.getLogger(__name__)
+
+
+def base_status(report: Report) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "conditions": [c.model_dump(mode="json", exclude_none=True) for c in report.conditions],
+        "observedGeneration": report.observedGeneration,
+    }
+    if report.phase:
+        status["phase"] = report.phase
+    return status
+
+
+# DPU status fields a host dpfd may fill in `details` (DPF's DPUStatus names).
+DPU_DETAIL_FIELDS = ("bfbVersion", "pciDevice", "requiredReset", "firmware")
+
+
+def dpu_status(report: Report) -> dict[str, Any]:
+    status = base_status(report)
+    for name in DPU_DETAIL_FIELDS:
+        if name in report.details:
+            status[name] = report.details[name]
+    return status
+
+
+def dpu_node(obj: Obj) -> str | None:
+    return str((obj.get("spec") or {}).get("nodeName") or "") or None
+
+
+@dataclass
+class StatusTarget:
+    """How reports about one kind become its status."""
+
+    resource: ResourceType
+    informer: Informer
+    node_of: Callable[[Obj], str | None]  # the node whose report speaks for the object
+    status_of: Callable[[Report], dict[str, Any]] = field(default=base_status)
+
+
+def status_differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return any(current.get(k) != v for k, v in wanted.items())
+
+
+class StatusWriter:
+    def __init__(
+        self, client: KubeClient, reports: ReportCache, targets: list[StatusTarget], *, concurrency: int = 16
+    ) -> None:
+        self.client = client
+        self.reports = reports
+        self.targets = {t.resource.kind: t for t in targets}
+        self.concurrency = concurrency
+        self.queue: WorkQueue[ObjectRef] = WorkQueue("status")
+        self.patches = 0
+
+    def enqueue(self, ref: ObjectRef) -> None:
+        if ref.kind in self.targets:
+            self.queue.add(ref)
+
+    def enqueue_all(self) -> None:
+        for target in self.targets.values():
+            for obj in target.informer.list():
+                meta = obj.get("metadata") or {}
+                self.enqueue(
+                    ObjectRef(
+                        kind=target.resource.kind,
+                        namespace=str(meta.get("namespace") or ""),
+                        name=str(meta.get("name", "")),
+                    )
+                )
+
+    async def run(self) -> None:
+        try:
+            await run_workers(
+                self.queue, self.reconcile, self.concurrency, lambda r: f"{r.kind} {r.namespace}/{r.name}"
+            )
+        finally:
+            self.queue.shut_down()
+
+    async def reconcile(self, ref: ObjectRef) -> Result:
+        target = self.targets[ref.kind]
+        obj = target.informer.get(ref.namespace, ref.name)
+        if obj is None:
+            return DONE
+        node = target.node_of(obj)
+        report = self.reports.latest(node, ref) if node else None
+        if report is None:
+            return DONE
+        if report.uid != uid_of(obj):
+            log.debug(
+                "ignoring report for another incarnation",
+                extra={"object": f"{ref.kind} {ref.namespace}/{ref.name}", "reportUid": report.uid},
+            )
+            return DONE
+        wanted = target.status_of(report)
+        if not status_differs(obj.get("status") or {}, wanted):
+            return DONE
+        try:
+            await self.client.patch(target.resource, ref.namespace, ref.name, {"status": wanted}, subresource="status")
+        except ApiError as exc:
+            if exc.not_found:
+                return DONE
+            raise
+        self.patches += 1
+        log.debug(
+            "status written",
+            extra={"object": f"{ref.kind} {ref.namespace}/{ref.name}", "phase": wanted.get("phase", "")},
+        )
+        return DONE
