@@ -1,0 +1,164 @@
+"""KubeApiServer: the emulated Kubernetes API, served over HTTP on loopback and usable in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from dpfd.sim.kubeapi import snapshot
+from dpfd.sim.kubeapi.admission import DpfAdmission, ValidationHooks
+from dpfd.sim.kubeapi.core import ApiCore
+from dpfd.sim.kubeapi.handlers import ApiHandlers
+from dpfd.sim.kubeapi.negotiation import present
+from dpfd.sim.kubeapi.openapi import OpenApiDocuments
+from dpfd.sim.kubeapi.patch import clone_obj
+from dpfd.sim.kubeapi.resources import Registry, builtin_types
+from dpfd.sim.kubeapi.store import Store
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "dpf-operator-system")
+SNAPSHOT_INTERVAL = 1.0
+
+
+class KubeApiServer:
+    """An in-memory Kubernetes API server good enough for kubectl and kubernetes-asyncio.
+
+    `validation` replaces dpfd.api.validation (imported lazily otherwise) for objects of the DPF groups;
+    `bookmark_interval` is how often watches that allow bookmarks get one.
+    """
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path | None = None,
+        event_window: int = 10_000,
+        validation: ValidationHooks | None = None,
+        bookmark_interval: float = 60.0,
+    ) -> None:
+        self.state_dir = state_dir
+        self.registry = Registry()
+        for rt in builtin_types():
+            self.registry.add(rt)
+        self.store = Store(event_window)
+        self.core = ApiCore(self.registry, self.store, DpfAdmission(validation))
+        self._handlers = ApiHandlers(self.core, OpenApiDocuments(self.registry), bookmark_interval=bookmark_interval)
+        self._runner: web.AppRunner | None = None
+        self._saver: asyncio.Task[None] | None = None
+        self._saved_writes = -1
+        self.url = ""
+        if state_dir is None or not snapshot.load(state_dir, self.store, self.registry):
+            ns_type = self.registry.by_key(("", "namespaces"))
+            assert ns_type is not None
+            for name in INITIAL_NAMESPACES:
+                self.core.create(ns_type, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        self._saved_writes = self.store.writes if state_dir is not None else -1
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        # handler_cancellation ends a watch as soon as its client goes away
+        self._runner = web.AppRunner(
+            self._handlers.app(), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        self.url = f"http://{bound_host}:{bound_port}"
+        if self.state_dir is not None:
+            self._saver = asyncio.create_task(self._save_periodically())
+        return self.url
+
+    async def stop(self) -> None:
+        self.store.end_watches()
+        if self._saver is not None:
+            self._saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saver
+            self._saver = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self._save_if_changed()
+
+    def _save_if_changed(self) -> None:
+        if self.state_dir is not None and self.store.writes != self._saved_writes:
+            snapshot.save(self.state_dir, self.store)
+            self._saved_writes = self.store.writes
+
+    async def _save_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(SNAPSHOT_INTERVAL)
+            try:
+                self._save_if_changed()
+            except OSError as e:
+                log.warning("cannot save the API snapshot in %s: %s", self.state_dir, e)
+
+    def write_kubeconfig(self, path: Path, *, context: str = "dpf-sim", namespace: str = "default") -> None:
+        """A kubeconfig for this server (plain HTTP, no credentials), written atomically."""
+        if not self.url:
+            raise RuntimeError("the API server is not started: no URL to write into a kubeconfig")
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "users": [{"name": context, "user": {}}],
+            "contexts": [{"name": context, "context": {"cluster": context, "user": context, "namespace": namespace}}],
+            "current-context": context,
+            "preferences": {},
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+        os.replace(tmp, path)
+
+    # ---- in-process access: same semantics and watch events as over HTTP
+
+    async def register_crds(self, crds: list[Obj]) -> None:
+        for crd in crds:
+            self.core.apply(crd)
+
+    def objects(self, api_version: str, kind: str, namespace: str | None = None) -> list[Obj]:
+        """Copies of the objects of a kind (all namespaces when `namespace` is None), in name order.
+        Raises ApiError (404) for a kind the server does not serve."""
+        rt, version = self.core.resolve(api_version, kind)
+        return [clone_obj(present(rt, version, o)) for o in self.core.list_objects(rt, namespace, None, None)]
+
+    def get_object(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        rt, version = self.core.resolve(api_version, kind)
+        obj = self.store.get(rt.key, (namespace or "default") if rt.namespaced else "", name)
+        return clone_obj(present(rt, version, obj)) if obj is not None else None
+
+    async def apply_object(self, obj: Obj) -> Obj:
+        """Create `obj` or merge-patch it into the existing one (namespace defaults to "default").
+        Like any main-endpoint write it ignores `status` of kinds with a status subresource: use apply_status.
+        Raises ApiError as the HTTP API would answer (422 for invalid DPF objects, 404, ...)."""
+        return clone_obj(self.core.apply(obj))
+
+    async def apply_status(self, obj: Obj) -> Obj:
+        """Set the status of an existing object (what a controller's status update does)."""
+        return clone_obj(self.core.apply_status(obj))
+
+    async def delete_object(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation: str | None = None,
+    ) -> Obj:
+        rt, _ = self.core.resolve(api_version, kind)
+        ns = (namespace or "default") if rt.namespaced else ""
+        return clone_obj(self.core.delete(rt, ns, name, propagation=propagation))
+
+    async def compact(self) -> None:
+        """Drop the retained watch events: watches from an older resourceVersion get 410 Gone."""
+        self.store.compact()
