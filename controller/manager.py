@@ -34,7 +34,7 @@ class ControllerOptions:
     workers: int = 8
     resync: float = 300.0
     api_concurrency: int = 32  # Kubernetes writes in flight for one DPUSet's fan-out
-    status_concurrency: int = 16  # status patches in flight
+    status_concurrency: int = 4  # status patches in flight
     flush_delay: float = 0.005  # how long the publisher waits to coalesce a burst of intent changes
     events: bool = True
 

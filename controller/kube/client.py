@@ -10,6 +10,8 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration
@@ -65,6 +67,19 @@ def _error_from_body(status: int, body: bytes, what: str) -> ApiError:
     return ApiError(status, reason, message, what)
 
 
+def _resolve_proxy_once(cfg: Configuration, api: ApiClient) -> None:
+    """kubernetes-asyncio's session trusts the environment, so aiohttp re-reads ~/.netrc and the proxy variables
+    on every request, each a thread-pool hop: most of the controller's CPU under load. Resolve the proxy here,
+    once, and stop the per-request lookups."""
+    server = urlsplit(str(cfg.host))
+    rest = api.rest_client
+    if cfg.proxy is None and server.hostname and not proxy_bypass(server.hostname):
+        proxy = getproxies().get(server.scheme)
+        if proxy:
+            rest.proxy = proxy
+    rest.pool_manager._trust_env = False
+
+
 class KubeClient:
     """List, watch, get, create, merge-patch and delete any resource described by a ResourceType."""
 
@@ -80,6 +95,7 @@ class KubeClient:
         cfg.connection_pool_maxsize = max_connections
         api = ApiClient(configuration=cfg)
         api.user_agent = "dpf-controller"
+        _resolve_proxy_once(cfg, api)
         return cls(api)
 
     async def close(self) -> None:

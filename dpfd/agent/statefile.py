@@ -1,4 +1,8 @@
-"""State files that are never half-written: write a temp file, fsync, rename, fsync the directory."""
+"""State files that are never half-written: write a temp file, (fsync,) rename, (fsync the directory).
+
+`durable=False` keeps the never-half-written guarantee (rename is atomic) but skips the fsyncs, for files that
+only cache what etcd holds: after a power loss such a file may be an older version, never a torn one.
+"""
 
 from __future__ import annotations
 
@@ -9,34 +13,38 @@ from pathlib import Path
 from typing import Any
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def remove_durably(path: Path) -> bool:
+def remove_durably(path: Path, *, durable: bool = True) -> bool:
     """Remove `path` if present (and make the removal durable); True if it was there."""
     try:
         path.unlink()
     except FileNotFoundError:
         return False
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
     return True
 
 

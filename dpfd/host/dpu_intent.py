@@ -25,7 +25,11 @@ REASON_ACCEPTED = "HostAgentAccepted"
 
 
 class DpuIntentStore:
-    """The DPU intents this host owns, one file each: `<stateDir>/intents/DPU/<ns>/<name>.json`."""
+    """The DPU intents this host owns, one file each: `<stateDir>/intents/DPU/<ns>/<name>.json`.
+
+    A copy of what etcd holds, so the host can keep working while etcd is away: written atomically but not
+    fsynced (after a power loss it re-reads etcd). Provisioning progress, which must survive, is fsynced.
+    """
 
     def __init__(self, state_dir: Path) -> None:
         self.root = Path(state_dir) / "intents" / KIND
@@ -48,11 +52,11 @@ class DpuIntentStore:
                 return False
         except FileNotFoundError:
             pass
-        write_atomic(path, data)
+        write_atomic(path, data, durable=False)
         return True
 
     def remove(self, ref: ObjectRef) -> bool:
-        return remove_durably(self.path(ref))
+        return remove_durably(self.path(ref), durable=False)
 
     def refs(self) -> list[ObjectRef]:
         if not self.root.is_dir():
@@ -73,6 +77,7 @@ class DpuOwnershipReconciler:
         self.intents = DpuIntentStore(state_dir)
 
     async def reconcile(self, ref: ObjectRef, intent: Intent | None) -> Report | None:
+        # File I/O goes to a thread so that the event loop (keepalives, watchdog, signals) never waits on a disk.
         if intent is None:
             await asyncio.to_thread(self.intents.remove, ref)
             return None

@@ -33,7 +33,7 @@ def parse_node_ref(key: str, prefix: str) -> tuple[str, ObjectRef]:
     """Split `<prefix><node>/<kind>/<namespace>/<name>` back into its parts."""
     if not key.startswith(prefix):
         raise ValueError(f"key {key!r} is not under {prefix!r}")
-    node, kind, namespace, name = key[len(prefix):].split("/")
+    node, kind, namespace, name = key[len(prefix) :].split("/")
     return node, ObjectRef(kind=kind, namespace=namespace, name=name)
 
 
