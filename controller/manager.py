@@ -118,6 +118,8 @@ class Controller:
             self.reports,
             [StatusTarget(DPUS, self.dpus, node_of=dpu_node, status_of=dpu_status)],
             concurrency=self.options.status_concurrency,
+            busy=provisioning.busy,
+            wait_idle=provisioning.wait_idle,
         )
         self.work = _LeaderWork(provisioning, status, publisher)
         provisioning.enqueue_all()

@@ -96,6 +96,8 @@ class WorkQueue(Generic[K]):
         self._delayed: dict[K, asyncio.TimerHandle] = {}
         self._shutting_down = False
         self.processed = 0  # keys handed back with `done` (a metric, and a progress signal for tests)
+        self._idle_event = asyncio.Event()
+        self._idle_event.set()
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -108,6 +110,7 @@ class WorkQueue(Generic[K]):
         if self._shutting_down or key in self._dirty:
             return
         self._dirty.add(key)
+        self._idle_event.clear()
         if key in self._processing:
             return  # `done` puts it back; never two workers on one key
         self._queue.append(key)
@@ -167,6 +170,12 @@ class WorkQueue(Generic[K]):
         if key in self._dirty and not self._shutting_down:
             self._queue.append(key)
             self._wake_one()
+        if self.idle():
+            self._idle_event.set()
+
+    async def wait_idle(self) -> None:
+        """Until nothing is queued or being processed."""
+        await self._idle_event.wait()
 
     def shut_down(self) -> None:
         """Stop accepting keys; waiting `get` calls raise QueueShutDown."""

@@ -8,8 +8,10 @@ fencing tokens are already dropped by the ReportCache.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,13 +67,32 @@ def status_differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
 
 
 class StatusWriter:
+    """Writes reports into CR status.
+
+    Status is an observation, so it yields to work that moves machines: while intents are being produced
+    (`busy()`), a status write waits for that work to finish (`wait_idle()`, at most `max_defer` seconds),
+    leaving the CPU and the API server to the intents. Waiting also coalesces a burst of reports for one
+    object into one write.
+    """
+
     def __init__(
-        self, client: KubeClient, reports: ReportCache, targets: list[StatusTarget], *, concurrency: int = 16
+        self,
+        client: KubeClient,
+        reports: ReportCache,
+        targets: list[StatusTarget],
+        *,
+        concurrency: int = 16,
+        busy: Callable[[], bool] = lambda: False,
+        wait_idle: Callable[[], Awaitable[None]] | None = None,
+        max_defer: float = 2.0,
     ) -> None:
         self.client = client
         self.reports = reports
         self.targets = {t.resource.kind: t for t in targets}
         self.concurrency = concurrency
+        self.busy = busy
+        self.wait_idle = wait_idle
+        self.max_defer = max_defer
         self.queue: WorkQueue[ObjectRef] = WorkQueue("status")
         self.patches = 0
 
@@ -99,7 +120,14 @@ class StatusWriter:
         finally:
             self.queue.shut_down()
 
+    async def _yield_to_busy_work(self) -> None:
+        if self.wait_idle is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wait_idle(), self.max_defer)
+
     async def reconcile(self, ref: ObjectRef) -> Result:
+        if self.busy():
+            await self._yield_to_busy_work()  # then read the object and its latest report afresh
         target = self.targets[ref.kind]
         obj = target.informer.get(ref.namespace, ref.name)
         if obj is None:

@@ -117,16 +117,28 @@ class KubeClient:
         content_type: str = "application/json",
         request_timeout: aiohttp.ClientTimeout | float | None = None,
     ) -> aiohttp.ClientResponse:
-        resp: aiohttp.ClientResponse = await self._api.call_api(
-            path,
-            method,
-            query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=request_timeout if request_timeout is not None else self._timeout,
-        )
+        # Straight onto kubernetes-asyncio's session (its TLS connector, proxy and auth settings): its generic
+        # call_api path re-serialises every body and costs about a third of the controller's CPU per write.
+        cfg = self._api.configuration
+        rest = self._api.rest_client
+        headers = {"Content-Type": content_type, "Accept": "application/json", "User-Agent": self._api.user_agent}
+        token = await cfg.get_api_key_with_prefix("authorization")  # runs the refresh hook for expiring tokens
+        if token:
+            headers["Authorization"] = token
+        timeout = request_timeout if request_timeout is not None else self._timeout
+        kwargs: dict[str, Any] = {
+            "headers": headers,
+            "timeout": timeout if isinstance(timeout, aiohttp.ClientTimeout) else aiohttp.ClientTimeout(total=timeout),
+        }
+        if query:
+            kwargs["params"] = query
+        if body is not None:
+            kwargs["data"] = json.dumps(body, separators=(",", ":"))
+        if rest.proxy:
+            kwargs["proxy"] = rest.proxy
+        if rest.server_hostname:
+            kwargs["server_hostname"] = rest.server_hostname
+        resp: aiohttp.ClientResponse = await rest.pool_manager.request(method, f"{cfg.host}{path}", **kwargs)
         return resp
 
     async def _call(

@@ -386,6 +386,15 @@ class ProvisioningReconcilers:
         self.dpuset = DPUSetReconciler(deps, slots)
         self.dpu = DPUReconciler(deps)
 
+    def busy(self) -> bool:
+        """DPUSets or DPUs are waiting or being reconciled: intents are on their way."""
+        return not (self.dpuset.queue.idle() and self.dpu.queue.idle())
+
+    async def wait_idle(self) -> None:
+        while self.busy():
+            await self.dpuset.queue.wait_idle()
+            await self.dpu.queue.wait_idle()
+
     # -- cache events (registered once; the manager forwards them to the current term) ---------------
     def on_node(self, event: EventType, obj: Obj, old: Obj | None) -> None:
         if event == "MODIFIED" and old is not None and not node_selection_changed(old, obj):

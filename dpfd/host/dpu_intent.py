@@ -9,7 +9,6 @@ for the persisted intent.
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 from dpfd.agent.reconciler import Reconciler
@@ -46,7 +45,7 @@ class DpuIntentStore:
     def save(self, intent: Intent) -> bool:
         """Persist `intent` atomically; False if the file already holds exactly this."""
         path = self.path(intent.ref)
-        data = (json.dumps(intent.model_dump(mode="json"), indent=2, sort_keys=True) + "\n").encode()
+        data = intent.model_dump_json().encode()  # compact: json with indent falls back to the slow pure-Python encoder
         try:
             if path.read_bytes() == data:
                 return False

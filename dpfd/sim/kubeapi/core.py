@@ -304,6 +304,7 @@ class ApiCore:
             self._merge_update(rt, old, new, subresource),
             defaults=subresource is None,
             dry_run=dry_run,
+            admit=subresource is None,
         )
 
     def patch(
@@ -347,7 +348,10 @@ class ApiCore:
         if want and want != old["metadata"]["resourceVersion"]:
             raise errors.stale_resource_version(rt, name)  # the patch carried a resourceVersion precondition
         merged = self._merge_update(rt, old, new, subresource)
-        return self._commit_update(rt, old, merged, defaults=subresource is None, dry_run=dry_run), False
+        committed = self._commit_update(
+            rt, old, merged, defaults=subresource is None, dry_run=dry_run, admit=subresource is None
+        )
+        return committed, False
 
     def _parse_patch(self, patch_type: str, raw: bytes) -> Any:
         try:
@@ -429,6 +433,7 @@ class ApiCore:
                 )
         if defaults:
             apply_schema_defaults(rt.schemas.get(rt.storage_version), new)
+        # DPF's webhooks are registered for the main resource only: writes to /status are not sent to them.
         if admit:
             new = self.admission.admit_update(rt, old, new, defaults=defaults)
             meta = new["metadata"]
