@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -63,6 +64,7 @@ class Fleet:
 
     async def start(self) -> None:
         self._check_not_running()
+        self._clear_previous_run()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             objects = apply_order(load_manifests(self.manifests))
@@ -123,6 +125,13 @@ class Fleet:
         from dpfd.sim.processes import stop_recorded
 
         stop_recorded(self.state_dir)  # leftovers of an `up` that was killed
+
+    def _clear_previous_run(self) -> None:
+        """Each `up` starts a fresh fleet: remove what an earlier run left (only the paths `up` creates)."""
+        for name in ("etcd", "hosts", "dpuclusters", "logs"):
+            shutil.rmtree(self.state_dir / name, ignore_errors=True)
+        for name in ("host.kubeconfig", "sim.json"):
+            (self.state_dir / name).unlink(missing_ok=True)
 
     def _validate(self, objects: list[dict[str, Any]]) -> None:
         from dpfd.api.validation import validate_object

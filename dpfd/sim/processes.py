@@ -107,16 +107,19 @@ def stop_recorded(state_dir: Path, timeout: float = 10.0) -> list[str]:
     if not path.exists():
         return []
     data = json.loads(path.read_text())
-    stopped = []
+    stopped: list[str] = []
     owner = int(data.get("owner", 0))
     # The owner cleans up its own children on SIGTERM; give it the chance first.
-    if owner and owner != os.getpid() and _pid_alive(owner):
+    owner_stopped = bool(owner and owner != os.getpid() and _pid_alive(owner))
+    if owner_stopped:
         os.kill(owner, signal.SIGTERM)
         deadline = time.monotonic() + timeout + 5
         while time.monotonic() < deadline and _pid_alive(owner):
             time.sleep(0.05)
+        stopped.append("dpf-sim")
     for child in reversed(data.get("children", [])):
-        if stop_pid(int(child["pid"]), list(child["argv"]), timeout):
+        # Whatever the owner left behind (or everything, if the owner was killed).
+        if stop_pid(int(child["pid"]), list(child["argv"]), timeout) or owner_stopped:
             stopped.append(str(child["name"]))
     path.unlink(missing_ok=True)
     return stopped

@@ -339,15 +339,24 @@ async def raw_run(args: argparse.Namespace, work: Path, etcd: EtcdCluster) -> di
         for i, p in enumerate(procs):
             wait_line(p, b"ready", 60, f"raw agent process {i}")
         intent = json.dumps({"generation": 2, "spec": {"pad": "x" * 600}}).encode()  # about an intent's size
-        async with await Store.connect(etcd.endpoints) as store:
+        reports = {f"{RAW}reports/{node_name(i)}/dpu": 2 for i in range(n)}
+        async with await Store.connect(etcd.endpoints) as store, await Store.connect(etcd.endpoints) as other:
             ops0 = etcd_ops(etcd.endpoints[0])
             cpu0 = sum(cpu_seconds(p.pid) for p in procs), etcd_cpu(etcd)
             t0 = time.monotonic()
-            waiter = asyncio.create_task(
-                wait_reports(store, f"{RAW}reports/", {f"{RAW}reports/{node_name(i)}/dpu": 2 for i in range(n)}, t0, 60)
-            )
+            waiter = asyncio.create_task(wait_reports(store, f"{RAW}reports/", reports, t0, 60))
+            # The same watch deliveries as the project run: its controller also watches the reports (here a
+            # second client), and the project run watches the intents to time them.
+            extra = [
+                asyncio.create_task(wait_reports(other, f"{RAW}reports/", reports, t0, 60)),
+                asyncio.create_task(
+                    wait_reports(store, f"{RAW}intents/", {f"{RAW}intents/{node_name(i)}/dpu": 2 for i in range(n)},
+                                 t0, 60, "generation")
+                ),
+            ]  # fmt: skip
             await store.commit([Put(f"{RAW}intents/{node_name(i)}/dpu", intent) for i in range(n)])
             latencies = await waiter
+            await asyncio.gather(*extra)
             ops1 = etcd_ops(etcd.endpoints[0])
             cpu1 = sum(cpu_seconds(p.pid) for p in procs), etcd_cpu(etcd)
         if len(latencies) < n:
