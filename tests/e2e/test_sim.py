@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -89,6 +90,15 @@ def test_up_shows_dpus_picked_up_by_their_host_dpfd_then_down_stops_everything(
         assert name.startswith(dpu["spec"]["nodeName"].lower() + "-")
         assert dpu["metadata"]["ownerReferences"][0]["kind"] == "DPUSet"
         assert dpu["status"]["observedGeneration"] == dpu["metadata"]["generation"]
+
+    # Each DPUCluster has an emulated API behind the admin kubeconfig Secret it names, and kubectl reaches it.
+    for cluster in json.loads(_kubectl(kubeconfig, "get", "dpuclusters", "-A", "-o", "json").stdout)["items"]:
+        ns, secret_name = cluster["metadata"]["namespace"], cluster["spec"]["kubeconfig"]
+        secret = json.loads(_kubectl(kubeconfig, "get", "secret", "-n", ns, secret_name, "-o", "json").stdout)
+        dpu_kubeconfig = state / f"{secret_name}.admin.conf"
+        dpu_kubeconfig.write_bytes(base64.b64decode(secret["data"]["admin.conf"]))
+        namespaces = _kubectl(dpu_kubeconfig, "get", "namespaces", "-o", "name")
+        assert namespaces.returncode == 0 and "namespace/default" in namespaces.stdout, namespaces.stderr
 
     table = _kubectl(kubeconfig, "get", "dpus", "-A")
     assert table.returncode == 0, table.stderr
