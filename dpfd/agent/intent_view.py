@@ -70,22 +70,35 @@ class IntentView:
         return ref
 
     def _decode(self, kv: KeyValue) -> IntentEntry | None:
-        ref = self._ref_of(kv.key)
-        if ref is None:
-            return None
         try:
             intent = Intent.model_validate_json(kv.value)
         except ValidationError as e:
+            ref = self._ref_of(kv.key)
+            if ref is None:
+                return None
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(document)"
             return IntentEntry(ref, kv.mod_revision, None, f"field {where!r}: {first['msg']}", _generation(kv.value))
-        if intent.ref != ref:
-            why = f"intent names {intent.ref.path()} but is stored under {ref.path()}"
-            return IntentEntry(ref, kv.mod_revision, None, why, intent.generation)
+        if kv.key == self._key_of(intent.ref):
+            ref = intent.ref  # the usual case: stored where it says it belongs (cheaper than parsing the key)
+        else:
+            parsed = self._ref_of(kv.key)
+            if parsed is None:
+                return None
+            ref = parsed
+            if intent.ref != ref:
+                why = f"intent names {intent.ref.path()} but is stored under {ref.path()}"
+                return IntentEntry(ref, kv.mod_revision, None, why, intent.generation)
         if intent.node != self.node:
             why = f"intent names node {intent.node!r} but is stored under node {self.node!r}"
             return IntentEntry(ref, kv.mod_revision, None, why, intent.generation)
         return IntentEntry(ref, kv.mod_revision, intent, "", intent.generation)
+
+    def _key_of(self, ref: ObjectRef) -> str:
+        try:
+            return keys.intent_key(self.node, ref)
+        except ValueError:
+            return ""  # a ref no key can name: never equal to the key it came from
 
 
 def _generation(raw: bytes) -> int:

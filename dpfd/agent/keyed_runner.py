@@ -45,7 +45,8 @@ class KeyedRunner(Generic[K]):
             self._dirty.add(key)
             return
         self._idle.clear()
-        self._running[key] = asyncio.get_running_loop().create_task(self._run(key), name=f"work {key}")
+        # No task name: formatting the key (a pydantic model) for it cost more than the rest of a kick.
+        self._running[key] = asyncio.get_running_loop().create_task(self._run(key))
 
     def kick_after(self, key: K, delay: float) -> None:
         """Kick `key` after `delay` seconds, unless an earlier kick_after for it is still pending."""
@@ -71,6 +72,10 @@ class KeyedRunner(Generic[K]):
             while True:
                 self._dirty.discard(key)
                 async with self._sem:
+                    # Yield once holding the slot: work that never awaits (a quick reconcile) would otherwise run
+                    # a whole burst of kicks in one loop iteration, holding off keepalives, watch events and
+                    # signals (SIGTERM must stop a burst midway) until all of it is done.
+                    await asyncio.sleep(0)
                     if self._stopping:
                         return  # queued but not started: stopping takes no new work
                     try:

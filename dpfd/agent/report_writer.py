@@ -42,7 +42,8 @@ class ReportWriter:
         self._written: dict[str, dict[str, Any]] = {}
         self._inflight: dict[str, dict[str, Any]] = {}
         self._pending: dict[str, dict[str, Any]] = {}
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # set once a batch is due (batch_delay after its first change)
+        self._batch_timer: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
@@ -65,6 +66,9 @@ class ReportWriter:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"reports {self.node}")
 
     async def stop(self) -> None:
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -122,6 +126,16 @@ class ReportWriter:
     def _queue(self, key: str, value: dict[str, Any]) -> None:
         self._pending[key] = value
         self._idle.clear()
+        if self._wakeup.is_set() or self._batch_timer is not None:
+            return  # a batch is already due or scheduled: this change joins it
+        if self._batch_delay > 0:
+            # A timer rather than a sleep in the writer task: one wakeup of the task per batch, not two.
+            self._batch_timer = asyncio.get_running_loop().call_later(self._batch_delay, self._batch_due)
+        else:
+            self._wakeup.set()
+
+    def _batch_due(self) -> None:
+        self._batch_timer = None
         self._wakeup.set()
 
     async def flush(self, within: float) -> bool:
@@ -139,20 +153,18 @@ class ReportWriter:
     async def _run(self) -> None:
         failures = 0
         while True:
-            await self._wakeup.wait()
-            if self._batch_delay > 0:
-                await asyncio.sleep(self._batch_delay)  # let concurrent reconciles land in one batch
+            await self._wakeup.wait()  # concurrent reconciles landed in one batch meanwhile
             self._wakeup.clear()
             self._inflight, self._pending = self._pending, {}
             if not self._inflight:
                 self._idle.set()
                 continue
             ops: list[Put | Delete] = [
-                Delete(k) if v is _ABSENT else Put(k, json.dumps(v, separators=(",", ":")).encode())
-                for k, v in self._inflight.items()
+                Delete(k) if v is _ABSENT else Put(k, _compact_json(v).encode()) for k, v in self._inflight.items()
             ]
             try:
-                await asyncio.wait_for(self.store.commit(ops), self._commit_timeout)
+                async with asyncio.timeout(self._commit_timeout):  # unlike wait_for, no extra task per commit
+                    await self.store.commit(ops)
             except asyncio.CancelledError:
                 self._requeue()
                 raise
@@ -176,6 +188,10 @@ class ReportWriter:
         for k, v in self._inflight.items():
             self._pending.setdefault(k, v)
         self._inflight = {}
+
+
+# One encoder for all reports: json.dumps with options builds a new encoder on every call.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _comparable(d: dict[str, Any]) -> dict[str, Any]:

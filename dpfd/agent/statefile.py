@@ -12,43 +12,66 @@ import os
 from pathlib import Path
 from typing import Any
 
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
-def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
-    if not path.parent.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+
+def write_atomic(path: str | Path, data: bytes, *, durable: bool = True) -> None:
+    # Plain os calls on str paths: a small cache file is written for every intent change, and pathlib and
+    # file objects cost more than the write itself.
+    path = os.fspath(path)
+    parent, name = os.path.split(path)
+    tmp = os.path.join(parent, f".{name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        fd = os.open(tmp, _WRITE_FLAGS, 0o600)
+    except FileNotFoundError:  # the first file in this directory
+        os.makedirs(parent or ".", exist_ok=True)
+        fd = os.open(tmp, _WRITE_FLAGS, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if durable:
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     if durable:
-        _fsync_dir(path.parent)
+        _fsync_dir(parent or ".")
+
+
+def read_file(path: str | Path) -> bytes:
+    """The whole file (raises FileNotFoundError); cheaper than Path.read_bytes for small files."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks: list[bytes] = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def remove_durably(path: Path, *, durable: bool = True) -> bool:
+def remove_durably(path: str | Path, *, durable: bool = True) -> bool:
     """Remove `path` if present (and make the removal durable); True if it was there."""
     try:
-        path.unlink()
+        os.unlink(path)
     except FileNotFoundError:
         return False
     if durable:
-        _fsync_dir(path.parent)
+        _fsync_dir(os.path.dirname(os.fspath(path)) or ".")
     return True
 
 
-def _fsync_dir(d: Path) -> None:
+def _fsync_dir(d: str) -> None:
     # The rename or unlink is only durable once the directory entry is on disk.
     fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -28,6 +28,7 @@ async def run_agents(endpoints: list[str], nodes: list[str], state_dir: Path, se
     store = await Store.connect(endpoints)
     # One bound for the whole process, so 1,000 agents do not run 4,000 reconciles at once.
     shared = asyncio.Semaphore(64)
+    options = AgentOptions(version=version(), concurrency=shared)  # version() reads package metadata: once
     agents = []
     for node in nodes:
         config = DpfdConfig(
@@ -38,9 +39,7 @@ async def run_agents(endpoints: list[str], nodes: list[str], state_dir: Path, se
             runtime_dir=state_dir / node / "run",
             session_ttl=session_ttl,
         )
-        agents.append(
-            NodeAgent(config, store, reconcilers_for(config), AgentOptions(version=version(), concurrency=shared))
-        )
+        agents.append(NodeAgent(config, store, reconcilers_for(config), options))
     await asyncio.gather(*(a.start() for a in agents))
     await asyncio.gather(*(a.ready.wait() for a in agents))
     print(f"ready {len(agents)}", flush=True)

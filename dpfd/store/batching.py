@@ -24,7 +24,9 @@ class Batch:
             return any(k.startswith(key) for k in self.keys) or any(
                 p.startswith(key) or key.startswith(p) for p in self.prefixes
             )
-        return key in self.keys or any(key.startswith(p) for p in self.prefixes)
+        if key in self.keys:
+            return True
+        return bool(self.prefixes) and any(key.startswith(p) for p in self.prefixes)  # most batches have none
 
     def touches(self, op: Op) -> bool:
         return self._touches(op.key, isinstance(op, Delete) and op.prefix)

@@ -8,9 +8,11 @@ stream per Store, however many watches and sessions it serves.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc.aio
@@ -18,14 +20,16 @@ from aetcd.rpc import rpc_pb2
 
 from dpfd.store.batching import Batch, plan_batches
 from dpfd.store.conn import Connection, member_status
-from dpfd.store.convert import key_bytes, kv_from_pb, op_to_pb, txn_request
+from dpfd.store.convert import add_ops, key_bytes, kv_from_pb, txn_request
 from dpfd.store.errors import Compacted, StoreError, StoreUnavailable
 from dpfd.store.lease import LeaseKeeper, Session
 from dpfd.store.types import (
     MAX_TXN_OPS,
     Compare,
+    Delete,
     KeyValue,
     Op,
+    Put,
     StoreStats,
     TxnResult,
     encode,
@@ -35,10 +39,17 @@ from dpfd.store.watch import Watch, WatchMux
 
 log = logging.getLogger(__name__)
 
+
 # Keys per Range page when listing a prefix: bounds the size of one response.
 RANGE_PAGE = 1000
 # Txns of one commit in flight at once. More gains little on a small cluster (etcd batches fsyncs itself).
 PIPELINE_DEPTH = 4
+
+
+@functools.cache
+def _method(name: str) -> Callable[[Any], Any]:
+    """`"kv.Range"` -> a picker of that method from the current stubs (made once per method name)."""
+    return operator.attrgetter(name)
 
 
 class Store:
@@ -109,8 +120,7 @@ class Store:
         await self.close()
 
     async def _unary(self, what: str, method: str, request: Any) -> Any:
-        service, name = method.split(".")
-        return await self._conn.unary(what, lambda s: getattr(getattr(s, service), name), request)
+        return await self._conn.unary(what, _method(method), request)
 
     # -- reading
 
@@ -189,11 +199,16 @@ class Store:
 
     async def commit(self, ops: Sequence[Op]) -> int:
         """Apply ops in order, in txns of at most MAX_TXN_OPS (each atomic; a few in flight at once, but
-        never two that touch the same key). Returns the revision of the last applied; for no ops, the
-        current revision. If a txn fails, those before it may have been applied; StoreError is raised."""
+        never two that touch the same key; a single op goes as a plain put or delete). Returns the revision
+        of the last applied; for no ops, the current revision. If a txn fails, those before it may have been
+        applied; StoreError is raised."""
         if not ops:
             return await self.revision()
+        if len(ops) == 1:
+            return await self._commit_one(ops[0])
         batches = plan_batches(ops)
+        if len(batches) == 1:  # most commits: one txn, without the pipeline's tasks
+            return await self._send_txn(f"commit batch 1/1 ({len(ops)} ops from {ops[0].key!r})", batches[0])
         window = asyncio.Semaphore(PIPELINE_DEPTH)
         sent: list[tuple[Batch, asyncio.Task[int]]] = []
         try:
@@ -220,12 +235,32 @@ class Store:
 
     async def _send_batch(self, what: str, batch: Batch, window: asyncio.Semaphore) -> int:
         try:
-            resp = await self._unary(what, "kv.Txn", rpc_pb2.TxnRequest(success=[op_to_pb(o) for o in batch.ops]))
-            self.stats.txns += 1
-            self.stats.txn_ops += len(batch.ops)
-            return int(resp.header.revision)
+            return await self._send_txn(what, batch)
         finally:
             window.release()
+
+    async def _send_txn(self, what: str, batch: Batch) -> int:
+        req = rpc_pb2.TxnRequest()
+        add_ops(req.success, batch.ops)
+        resp = await self._unary(what, "kv.Txn", req)
+        self.stats.txns += 1
+        self.stats.txn_ops += len(batch.ops)
+        return int(resp.header.revision)
+
+    async def _commit_one(self, op: Op) -> int:
+        """One write needs no txn: a plain Put or DeleteRange is just as atomic, and cheaper for both sides."""
+        if isinstance(op, Put):
+            req = rpc_pb2.PutRequest(key=key_bytes(op.key), value=op.value, lease=op.lease)
+            resp = await self._unary(f"commit batch 1/1 (1 ops from {op.key!r})", "kv.Put", req)
+            self.stats.puts += 1
+            return int(resp.header.revision)
+        if isinstance(op, Delete):
+            key = key_bytes(op.key)
+            req = rpc_pb2.DeleteRangeRequest(key=key, range_end=prefix_range_end(key) if op.prefix else b"")
+            resp = await self._unary(f"commit batch 1/1 (1 ops from {op.key!r})", "kv.DeleteRange", req)
+            self.stats.deletes += 1
+            return int(resp.header.revision)
+        raise TypeError(f"commit: {op!r} is not a Put or Delete")
 
     async def compact(self, revision: int) -> None:
         """Drop history before revision (waits until etcd has physically done it)."""

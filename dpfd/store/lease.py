@@ -143,8 +143,13 @@ class Session:
         self._callbacks: list[Callable[[], None]] = []
         self._expires_at = granted_at + ttl  # our conservative view of when etcd would drop the lease
         self._pending: deque[float] = deque()  # send times of unanswered keepalives
+        self._loop = asyncio.get_running_loop()
+        self._interval = ttl / 3
+        # A timer, not a task: a task sleeping in wait_for cost more per keepalive than sending it.
+        self._timer: asyncio.TimerHandle | None = None
+        self._expiry_revoke: asyncio.Task[None] | None = None
         keeper.add(self)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"etcd-session-{lease_id:x}")
+        self._schedule(self._loop.time())
 
     def add_lost_callback(self, cb: Callable[[], None]) -> None:
         """Call cb once the session is lost (or closed); at once if it already is."""
@@ -162,7 +167,7 @@ class Session:
         self._pending.clear()
 
     def acknowledged(self, ttl_left: int) -> None:
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()
         sent_at = self._pending.popleft() if self._pending else now
         if ttl_left <= 0:
             self._mark_lost("etcd says the lease is gone (expired or revoked)")
@@ -172,20 +177,35 @@ class Session:
 
     # --
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        interval = self.ttl / 3
-        while not self.lost.is_set():
-            now = loop.time()
-            if now >= self._expires_at:
-                self._mark_lost(f"no keepalive acknowledged for {self.ttl:g}s")
-                with contextlib.suppress(StoreError):
-                    await self._revoke(self.lease_id)  # in case etcd still has it: free what it holds
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.lost.wait(), timeout=min(interval, self._expires_at - now))
-            if not self.lost.is_set() and loop.time() < self._expires_at:
-                self._keeper.send(self)
+    def _schedule(self, now: float) -> None:
+        self._timer = self._loop.call_at(now + min(self._interval, max(0.0, self._expires_at - now)), self._tick)
+
+    def _tick(self) -> None:
+        """Every ttl/3: send a keepalive, or give the session up once no acknowledgement came for a TTL."""
+        self._timer = None
+        if self.lost.is_set():
+            return
+        now = self._loop.time()
+        if now >= self._expires_at:
+            self._mark_lost(f"no keepalive acknowledged for {self.ttl:g}s")
+            self._expiry_revoke = self._loop.create_task(self._revoke_after_expiry())
+            return
+        self._keeper.send(self)
+        self._schedule(now)
+
+    async def _revoke_after_expiry(self) -> None:
+        with contextlib.suppress(StoreError):
+            await self._revoke(self.lease_id)  # in case etcd still has it: free what it holds
+
+    async def _stop_background(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task = self._expiry_revoke
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _mark_lost(self, reason: str) -> None:
         if self.lost.is_set():
@@ -193,6 +213,9 @@ class Session:
         self.lost_reason = reason
         log.info("etcd session %x lost: %s", self.lease_id, reason)
         self._keeper.remove(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.lost.set()
         callbacks, self._callbacks = self._callbacks, []
         for cb in callbacks:
@@ -205,10 +228,7 @@ class Session:
         """Revoke the lease (best effort) and stop keeping it alive. Sets `lost` and runs the callbacks."""
         was_lost = self.lost.is_set()
         self._keeper.remove(self)
-        if self._task is not asyncio.current_task():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._stop_background()
         if not was_lost:
             try:
                 await self._revoke(self.lease_id)
@@ -219,10 +239,7 @@ class Session:
     async def abandon(self, reason: str = "abandoned") -> None:
         """Stop keeping the lease alive without revoking it; it expires after its TTL (for Store.close)."""
         self._keeper.remove(self)
-        if self._task is not asyncio.current_task():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._stop_background()
         self._mark_lost(reason)
 
     async def __aenter__(self) -> Session:
