@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,8 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
+_stamp: tuple[int, str] = (0, "")
+
+
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current time, to the second, as Kubernetes writes timestamps. Formatted once per second: reports
+    and conditions ask for it on every write."""
+    global _stamp
+    second = int(time.time())
+    if second != _stamp[0]:
+        _stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return _stamp[1]
 
 
 class Condition(BaseModel):
