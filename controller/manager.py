@@ -20,6 +20,7 @@ from controller.kube.resources import DPUS, DPUSETS, NODES
 from controller.leader import Term
 from controller.members import MembersCache
 from controller.publish import FenceLost, IntentPublisher
+from controller.reconcilers.dpu_intent import dpu_ref
 from controller.reconcilers.provisioning import ProvisioningDeps, ProvisioningReconcilers, index_dpus
 from controller.reports import ReportCache
 from controller.status import StatusTarget, StatusWriter, dpu_node, dpu_status
@@ -162,7 +163,7 @@ class Controller:
             self.work.provisioning.on_dpu(event, obj, old)
             if event != "DELETED":
                 k = key_of(obj)
-                self.work.status.enqueue(ObjectRef(kind=DPUS.kind, namespace=k.namespace, name=k.name))
+                self.work.status.enqueue(dpu_ref(k.namespace, k.name))
 
     def _on_report(self, node: str, ref: ObjectRef, report: Report | None) -> None:
         if self.work is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from controller.refs import same_ref, shared
 from dpfd.api.intents import Intent, ObjectRef
 from dpfd.store import MAX_TXN_OPS, Compare, Delete, Put, Store
 from dpfd.store import keys as store_keys
@@ -87,10 +88,11 @@ class IntentPublisher:
         prefix = store_keys.intents_prefix()
         for kv in kvs:
             try:
-                _node, ref = store_keys.parse_node_ref(kv.key, prefix)
+                _node, parsed = store_keys.parse_node_ref(kv.key, prefix)
             except ValueError:
                 log.warning("ignoring malformed intent key", extra={"key": kv.key})
                 continue
+            ref = shared(parsed)
             value = _canonical(kv.value)
             self._written[kv.key] = value
             self._desired[kv.key] = value
@@ -133,13 +135,14 @@ class IntentPublisher:
         new = {store_keys.intent_key(i.node, i.ref): i.model_dump_json().encode() for i in intents}
         old_keys = self._by_source.get(source, set())
         for key in old_keys - new.keys():
-            if self._owner.get(key) == source:
+            owner = self._owner.get(key)
+            if owner is not None and same_ref(owner, source):
                 del self._owner[key]
                 self._desired.pop(key, None)
                 self._mark(key)
         for key, value in new.items():
             previous_owner = self._owner.get(key)
-            if previous_owner is not None and previous_owner != source:
+            if previous_owner is not None and not same_ref(previous_owner, source):
                 self._by_source.get(previous_owner, set()).discard(key)
             self._owner[key] = source
             if self._desired.get(key) != value:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from controller.etcdwatch import PrefixWatch
+from controller.refs import same_ref, shared
 from dpfd.api.intents import ObjectRef, Report
 from dpfd.store import KeyValue, Store
 from dpfd.store import keys as store_keys
@@ -49,10 +50,11 @@ class ReportCache:
 
     def _on_change(self, key: str, kv: KeyValue | None) -> None:
         try:
-            node, ref = store_keys.parse_node_ref(key, self._prefix)
+            node, parsed = store_keys.parse_node_ref(key, self._prefix)
         except ValueError:
             log.warning("ignoring malformed report key", extra={"key": key})
             return
+        ref = shared(parsed)
         if kv is None:
             if self._reports.get(ref, {}).pop(node, None) is not None:
                 if not self._reports[ref]:
@@ -64,7 +66,7 @@ class ReportCache:
         except ValidationError as exc:
             log.warning("ignoring unreadable report", extra={"key": key, "error": str(exc).splitlines()[0]})
             return
-        if report.node != node or report.ref != ref:
+        if report.node != node or not same_ref(report.ref, ref):
             log.warning("ignoring report filed under another object's key", extra={"key": key})
             return
         mark = (node, ref)

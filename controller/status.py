@@ -20,6 +20,7 @@ from controller.kube.informer import Informer
 from controller.kube.objects import Obj, uid_of
 from controller.kube.resources import ResourceType
 from controller.queue import DONE, Result, WorkQueue, run_workers
+from controller.refs import object_ref
 from controller.reports import ReportCache
 from dpfd.api.intents import ObjectRef, Report
 
@@ -105,11 +106,7 @@ class StatusWriter:
             for obj in target.informer.list():
                 meta = obj.get("metadata") or {}
                 self.enqueue(
-                    ObjectRef(
-                        kind=target.resource.kind,
-                        namespace=str(meta.get("namespace") or ""),
-                        name=str(meta.get("name", "")),
-                    )
+                    object_ref(target.resource.kind, str(meta.get("namespace") or ""), str(meta.get("name", "")))
                 )
 
     async def run(self) -> None:
@@ -123,7 +120,8 @@ class StatusWriter:
     async def _yield_to_busy_work(self) -> None:
         if self.wait_idle is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wait_idle(), self.max_defer)
+                async with asyncio.timeout(self.max_defer):  # no task per wait, unlike wait_for
+                    await self.wait_idle()
 
     async def reconcile(self, ref: ObjectRef) -> Result:
         if self.busy():
@@ -146,7 +144,9 @@ class StatusWriter:
         if not status_differs(obj.get("status") or {}, wanted):
             return DONE
         try:
-            await self.client.patch(target.resource, ref.namespace, ref.name, {"status": wanted}, subresource="status")
+            await self.client.patch_no_result(
+                target.resource, ref.namespace, ref.name, {"status": wanted}, subresource="status"
+            )
         except ApiError as exc:
             if exc.not_found:
                 return DONE

@@ -2,25 +2,35 @@
 
 Objects are plain JSON dicts, so the same code serves core kinds and DPF's custom resources. Writes use
 JSON merge patches (`application/merge-patch+json`), which the API server applies to custom resources too.
+Watches stream over kubernetes-asyncio's aiohttp session; the other calls go over the lean HTTP/1.1 pool of
+http1.py with the same TLS settings and token (aiohttp when a proxy is configured).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config import load_kube_config
 
+from controller.kube.http1 import Http1Pool
 from controller.kube.objects import Obj
 from controller.kube.resources import ResourceType
 
 MERGE_PATCH = "application/merge-patch+json"
+# One encoder for all requests: json.dumps with non-default separators builds a new encoder on every call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+# Paths made only of these need no percent-encoding (object names are DNS labels): the lean client sends them as
+# they are; any other path goes through aiohttp, which quotes it.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~-]*")
 
 
 class ApiError(Exception):
@@ -55,6 +65,11 @@ class WatchEvent:
     object: Obj
 
 
+def _watch_event(line: bytes) -> WatchEvent:
+    doc = json.loads(line)
+    return WatchEvent(str(doc.get("type", "")), doc.get("object") or {})
+
+
 def _error_from_body(status: int, body: bytes, what: str) -> ApiError:
     reason, message = "", body.decode("utf-8", "replace")[:500]
     try:
@@ -80,12 +95,50 @@ def _resolve_proxy_once(cfg: Configuration, api: ApiClient) -> None:
     rest.pool_manager._trust_env = False
 
 
+def _ssl_context(cfg: Configuration) -> ssl.SSLContext:
+    """The TLS settings kubernetes-asyncio's own REST client derives from the configuration (client/rest.py)."""
+    context = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+    if cfg.cert_file:
+        context.load_cert_chain(cfg.cert_file, keyfile=cfg.key_file)
+    if not cfg.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cfg.disable_strict_ssl_verification:
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    return context
+
+
+def _lean_pool(api: ApiClient, timeout: float) -> tuple[Http1Pool, str] | None:
+    """The lean HTTP/1.1 pool and the server URL's path prefix, for a server reached without a proxy."""
+    cfg = api.configuration
+    url = urlsplit(str(cfg.host))
+    if api.rest_client.proxy or url.scheme not in ("http", "https") or not url.hostname:
+        return None
+    prefix = url.path.rstrip("/")
+    if not _PLAIN_PATH.fullmatch(prefix):
+        return None
+    https = url.scheme == "https"
+    pool = Http1Pool(
+        url.hostname,
+        url.port or (443 if https else 80),
+        ssl_context=_ssl_context(cfg) if https else None,
+        server_hostname=cfg.tls_server_name or None,
+        limit=int(cfg.connection_pool_maxsize),
+        timeout=timeout,
+    )
+    return pool, prefix
+
+
 class KubeClient:
     """List, watch, get, create, merge-patch and delete any resource described by a ResourceType."""
 
     def __init__(self, api: ApiClient, request_timeout: float = 30.0) -> None:
         self._api = api
         self._timeout = request_timeout
+        self._client_timeout = aiohttp.ClientTimeout(total=request_timeout)
+        lean = _lean_pool(api, request_timeout)
+        self._http1: Http1Pool | None = lean[0] if lean is not None else None
+        self._prefix = lean[1] if lean is not None else ""
 
     @classmethod
     async def from_kubeconfig(cls, path: str, *, context: str | None = None, max_connections: int = 128) -> KubeClient:
@@ -99,6 +152,8 @@ class KubeClient:
         return cls(api)
 
     async def close(self) -> None:
+        if self._http1 is not None:
+            self._http1.close()
         await self._api.close()
 
     async def __aenter__(self) -> KubeClient:
@@ -106,6 +161,16 @@ class KubeClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def _headers(self, content_type: str) -> dict[str, str]:
+        cfg = self._api.configuration
+        headers = {"Content-Type": content_type, "Accept": "application/json", "User-Agent": str(self._api.user_agent)}
+        # kubeconfig and in-cluster tokens are kept as "BearerToken" ("Bearer <token>"); the lookup also runs the
+        # refresh hook of expiring tokens. "authorization" is what a caller may have set by hand.
+        token = await cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
+        if token:
+            headers["Authorization"] = str(token)
+        return headers
 
     async def _open(
         self,
@@ -121,25 +186,52 @@ class KubeClient:
         # call_api path re-serialises every body and costs about a third of the controller's CPU per write.
         cfg = self._api.configuration
         rest = self._api.rest_client
-        headers = {"Content-Type": content_type, "Accept": "application/json", "User-Agent": self._api.user_agent}
-        token = await cfg.get_api_key_with_prefix("authorization")  # runs the refresh hook for expiring tokens
-        if token:
-            headers["Authorization"] = token
-        timeout = request_timeout if request_timeout is not None else self._timeout
-        kwargs: dict[str, Any] = {
-            "headers": headers,
-            "timeout": timeout if isinstance(timeout, aiohttp.ClientTimeout) else aiohttp.ClientTimeout(total=timeout),
-        }
+        if request_timeout is None:
+            timeout = self._client_timeout
+        elif isinstance(request_timeout, aiohttp.ClientTimeout):
+            timeout = request_timeout
+        else:
+            timeout = aiohttp.ClientTimeout(total=request_timeout)
+        kwargs: dict[str, Any] = {"headers": await self._headers(content_type), "timeout": timeout}
         if query:
             kwargs["params"] = query
         if body is not None:
-            kwargs["data"] = json.dumps(body, separators=(",", ":"))
+            kwargs["data"] = _COMPACT.encode(body).encode()
         if rest.proxy:
             kwargs["proxy"] = rest.proxy
         if rest.server_hostname:
             kwargs["server_hostname"] = rest.server_hostname
         resp: aiohttp.ClientResponse = await rest.pool_manager.request(method, f"{cfg.host}{path}", **kwargs)
         return resp
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> bytes:
+        """The answer's body; raises ApiError for a non-2xx answer."""
+        if self._http1 is not None and _PLAIN_PATH.fullmatch(path):
+            target = self._prefix + path
+            if query:
+                target += "?" + urlencode(query, quote_via=quote)
+            data = _COMPACT.encode(body).encode() if body is not None else None
+            answer = await self._http1.request(method, target, await self._headers(content_type), data)
+            status, content = answer.status, answer.body
+        else:
+            resp = await self._open(method, path, query=query, body=body, content_type=content_type)
+            try:
+                content = await resp.read()  # read in full even when unused, so the connection is reused
+            finally:
+                resp.release()
+            status = resp.status
+        if not 200 <= status < 300:
+            raise _error_from_body(status, content, what)
+        return content
 
     async def _call(
         self,
@@ -151,13 +243,7 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> Obj:
-        resp = await self._open(method, path, query=query, body=body, content_type=content_type)
-        try:
-            data = await resp.read()
-        finally:
-            resp.release()
-        if not 200 <= resp.status < 300:
-            raise _error_from_body(resp.status, data, what)
+        data = await self._send(method, path, what, query=query, body=body, content_type=content_type)
         doc = json.loads(data) if data else {}
         return doc if isinstance(doc, dict) else {}
 
@@ -207,12 +293,17 @@ class KubeClient:
         try:
             if not 200 <= resp.status < 300:
                 raise _error_from_body(resp.status, await resp.read(), f"watch {rt.plural}")
-            async for line in resp.content:
-                line = line.strip()
-                if not line:
-                    continue
-                doc = json.loads(line)
-                yield WatchEvent(str(doc.get("type", "")), doc.get("object") or {})
+            # Events come one per line, often many in one read: split the reads here rather than awaiting a
+            # readline per event (which also refuses lines longer than aiohttp's buffer limit).
+            rest = b""
+            async for chunk in resp.content.iter_any():
+                lines = (rest + chunk if rest else chunk).split(b"\n")
+                rest = lines.pop()
+                for line in lines:
+                    if line.strip():
+                        yield _watch_event(line)
+            if rest.strip():
+                yield _watch_event(rest)
         finally:
             resp.close()
 
@@ -227,11 +318,23 @@ class KubeClient:
     async def patch(
         self, rt: ResourceType, namespace: str, name: str, patch: Obj, *, subresource: str | None = None
     ) -> Obj:
-        """JSON merge patch of the object (or of its `status` subresource)."""
-        what = f"patch {rt.kind} {namespace}/{name}" + (f" {subresource}" if subresource else "")
-        return await self._call(
-            "PATCH", rt.path(namespace, name, subresource), what, body=patch, content_type=MERGE_PATCH
+        """JSON merge patch of the object (or of its `status` subresource); returns the patched object."""
+        data = await self._send(
+            *self._patch_args(rt, namespace, name, subresource), body=patch, content_type=MERGE_PATCH
         )
+        doc = json.loads(data) if data else {}
+        return doc if isinstance(doc, dict) else {}
+
+    async def patch_no_result(
+        self, rt: ResourceType, namespace: str, name: str, patch: Obj, *, subresource: str | None = None
+    ) -> None:
+        """As `patch`, for callers that do not use the patched object: the answer is not decoded."""
+        await self._send(*self._patch_args(rt, namespace, name, subresource), body=patch, content_type=MERGE_PATCH)
+
+    @staticmethod
+    def _patch_args(rt: ResourceType, namespace: str, name: str, subresource: str | None) -> tuple[str, str, str]:
+        what = f"patch {rt.kind} {namespace}/{name}" + (f" {subresource}" if subresource else "")
+        return "PATCH", rt.path(namespace, name, subresource), what
 
     async def delete(self, rt: ResourceType, namespace: str, name: str, *, uid: str | None = None) -> None:
         """Delete; with `uid`, only that incarnation of the object (a precondition)."""

@@ -52,6 +52,7 @@ class Informer:
         self._handlers: list[Handler] = []
         self._index_funcs: dict[str, IndexFunc] = {}
         self._indexes: dict[str, dict[str, set[ObjKey]]] = {}
+        self._indexed: dict[str, dict[ObjKey, tuple[str, ...]]] = {}  # per index: each key's values in it
         self._rv = ""
 
     # -- cache ------------------------------------------------------------------------------------
@@ -73,11 +74,10 @@ class Informer:
     def add_index(self, name: str, func: IndexFunc) -> None:
         """Index the cache by `func(obj)` values; `by_index(name, value)` returns the matching objects."""
         self._index_funcs[name] = func
-        idx: dict[str, set[ObjKey]] = {}
+        self._indexes[name] = {}
+        self._indexed[name] = {}
         for key, obj in self._cache.items():
-            for value in func(obj):
-                idx.setdefault(value, set()).add(key)
-        self._indexes[name] = idx
+            self._index_one(name, key, obj)
 
     def by_index(self, name: str, value: str) -> builtins.list[Obj]:
         keys = self._indexes[name].get(value, ())
@@ -128,6 +128,8 @@ class Informer:
         self._cache = {}
         for idx in self._indexes.values():
             idx.clear()
+        for indexed in self._indexed.values():
+            indexed.clear()
         for key, obj in fresh.items():
             self._store(key, obj)
         self._rv = rv
@@ -180,29 +182,35 @@ class Informer:
 
     # -- internals --------------------------------------------------------------------------------
     def _store(self, key: ObjKey, obj: Obj) -> None:
-        old = self._cache.get(key)
-        if old is not None:
-            self._unindex(key, old)
         self._cache[key] = obj
-        for name, func in self._index_funcs.items():
-            idx = self._indexes[name]
-            for value in func(obj):
-                idx.setdefault(value, set()).add(key)
+        for name in self._index_funcs:
+            self._index_one(name, key, obj)
 
     def _remove(self, key: ObjKey) -> None:
-        old = self._cache.pop(key, None)
-        if old is not None:
-            self._unindex(key, old)
+        if self._cache.pop(key, None) is not None:
+            for name in self._index_funcs:
+                self._index_one(name, key, None)
 
-    def _unindex(self, key: ObjKey, obj: Obj) -> None:
-        for name, func in self._index_funcs.items():
-            idx = self._indexes[name]
-            for value in func(obj):
-                keys = idx.get(value)
-                if keys is not None:
-                    keys.discard(key)
-                    if not keys:
-                        del idx[value]
+    def _index_one(self, name: str, key: ObjKey, obj: Obj | None) -> None:
+        """Move `key` to the values `obj` has in index `name` (none when obj is None); most updates keep them."""
+        indexed = self._indexed[name]
+        before = indexed.get(key, ())
+        after = tuple(self._index_funcs[name](obj)) if obj is not None else ()
+        if after == before:
+            return
+        idx = self._indexes[name]
+        for value in before:
+            keys = idx.get(value)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del idx[value]
+        for value in after:
+            idx.setdefault(value, set()).add(key)
+        if after:
+            indexed[key] = after
+        else:
+            indexed.pop(key, None)
 
     def _dispatch(self, event: EventType, obj: Obj, old: Obj | None) -> None:
         for handler in self._handlers:

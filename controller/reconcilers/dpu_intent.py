@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 from controller.kube.objects import (
     Obj,
     annotations_of,
@@ -15,11 +13,13 @@ from controller.kube.objects import (
     uid_of,
 )
 from controller.kube.resources import DPUS
+from controller.refs import object_ref
+from dpfd.api.defaults import copy_json
 from dpfd.api.intents import Intent, ObjectRef
 
 
 def dpu_ref(namespace: str, name: str) -> ObjectRef:
-    return ObjectRef(kind=DPUS.kind, namespace=namespace, name=name)
+    return object_ref(DPUS.kind, namespace, name)
 
 
 def dpu_intent(dpu: Obj) -> Intent:
@@ -33,7 +33,7 @@ def dpu_intent(dpu: Obj) -> Intent:
         ref=dpu_ref(namespace_of(dpu), name_of(dpu)),
         uid=uid_of(dpu),
         generation=generation_of(dpu),
-        spec=copy.deepcopy(spec),
+        spec=copy_json(spec),  # the intent must not share the informer cache's object
         labels=labels_of(dpu),
         annotations=annotations_of(dpu),
         deleting=is_deleting(dpu),

@@ -16,6 +16,7 @@ from controller.kube.objects import (
     Obj,
     controller_owner_ref,
     labels_of,
+    meta,
     name_of,
     namespace_of,
 )
@@ -82,7 +83,7 @@ def dpuset_index_value(namespace: str, name: str) -> str:
 
 def dpuset_of_dpu(dpu: Obj) -> str | None:
     """`namespace/name` of the DPUSet a DPU belongs to, from its labels."""
-    labels = labels_of(dpu)
+    labels = meta(dpu).get("labels") or {}  # read only: no copy (this runs for every DPU event)
     name = labels.get(DPUSET_NAME_LABEL)
     if not name:
         return None

@@ -94,24 +94,32 @@ def node_selection_changed(old: Obj, new: Obj) -> bool:
 
 
 class _Fanout:
-    """Run many API calls with a bound on how many are in flight; collect the failures."""
+    """Run many API calls with a bound on how many are in flight; collect the failures (in call order)."""
 
-    def __init__(self, slots: asyncio.Semaphore) -> None:
-        self.slots = slots
+    def __init__(self, slots: asyncio.Semaphore, width: int) -> None:
+        self.slots = slots  # shared by every fan-out: the bound on calls in flight
+        self.width = max(1, width)
 
     async def run(self, calls: list[Callable[[], Awaitable[None]]]) -> list[BaseException]:
-        async def one(call: Callable[[], Awaitable[None]]) -> None:
-            async with self.slots:
-                await call()
+        # A few runners take the calls in turn: a task per call would cost more than many of the calls.
+        failed: list[tuple[int, BaseException]] = []
+        pending = iter(enumerate(calls))
 
-        results = await asyncio.gather(*(one(c) for c in calls), return_exceptions=True)
-        errors: list[BaseException] = []
+        async def runner() -> None:
+            for i, call in pending:
+                async with self.slots:
+                    try:
+                        await call()
+                    except asyncio.CancelledError:
+                        raise
+                    except BaseException as exc:  # every failure is reported to the caller
+                        failed.append((i, exc))
+
+        results = await asyncio.gather(*(runner() for _ in range(min(self.width, len(calls)))), return_exceptions=True)
         for r in results:
-            if isinstance(r, asyncio.CancelledError):
+            if isinstance(r, BaseException):  # a runner was cancelled
                 raise r
-            if isinstance(r, BaseException):
-                errors.append(r)
-        return errors
+        return [exc for _, exc in sorted(failed, key=lambda f: f[0])]
 
 
 class DPUSetReconciler:
@@ -119,7 +127,7 @@ class DPUSetReconciler:
 
     def __init__(self, deps: ProvisioningDeps, slots: asyncio.Semaphore) -> None:
         self.d = deps
-        self.fanout = _Fanout(slots)
+        self.fanout = _Fanout(slots, deps.api_concurrency)
         self.queue: WorkQueue[ObjKey] = WorkQueue("dpuset")
         # DPUs written (created, deleted, patched) whose change the cache has not shown yet: acting on them
         # again from the stale cache would only repeat the write. Cleared by the next event for the DPU.
@@ -234,7 +242,7 @@ class DPUSetReconciler:
 
     async def _patch_ignoring_gone(self, rt: ResourceType, key: ObjKey, patch: Obj) -> None:
         try:
-            await self.d.client.patch(rt, key.namespace, key.name, patch)
+            await self.d.client.patch_no_result(rt, key.namespace, key.name, patch)
         except ApiError as exc:
             if not exc.not_found:
                 raise
@@ -251,7 +259,7 @@ class DPUSetReconciler:
 
     async def _patch_status_ignoring_gone(self, key: ObjKey, patch: Obj) -> None:
         try:
-            await self.d.client.patch(DPUSETS, key.namespace, key.name, patch, subresource="status")
+            await self.d.client.patch_no_result(DPUSETS, key.namespace, key.name, patch, subresource="status")
         except ApiError as exc:
             if not exc.not_found:
                 raise
@@ -344,7 +352,7 @@ class DPUReconciler:
         self.d.publisher.declare(ref, [intent])
         if not is_deleting(dpu):
             if DPU_FINALIZER not in finalizers_of(dpu):
-                await self.d.client.patch(
+                await self.d.client.patch_no_result(
                     DPUS, key.namespace, key.name, finalizer_patch(dpu, [*finalizers_of(dpu), DPU_FINALIZER])
                 )
             return DONE
@@ -359,7 +367,7 @@ class DPUReconciler:
     async def _remove_finalizer(self, dpu: Obj, key: ObjKey, why: str) -> None:
         keep = [f for f in finalizers_of(dpu) if f != DPU_FINALIZER]
         try:
-            await self.d.client.patch(DPUS, key.namespace, key.name, finalizer_patch(dpu, keep))
+            await self.d.client.patch_no_result(DPUS, key.namespace, key.name, finalizer_patch(dpu, keep))
         except ApiError as exc:
             if exc.not_found:
                 return

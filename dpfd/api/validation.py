@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from dpfd.api.defaults import apply_defaults
+from dpfd.api.defaults import apply_defaults, defaulted_view
 from dpfd.api.errors import field_problems
 from dpfd.api.immutability import update_problems
 from dpfd.api.registry import DPF_GROUPS, KindInfo, kind_info, kinds_in_group
@@ -110,7 +110,8 @@ def validate_update(old: dict[str, Any], new: dict[str, Any]) -> list[Problem]:
     if _dpf_group(new) is None:
         return problems
     kind, namespace, name = _identity(new)
-    changed = update_problems(kind, apply_defaults(old), apply_defaults(new))
+    # The rules only read: views that copy nothing but the defaulted spec will do.
+    changed = update_problems(kind, defaulted_view(old), defaulted_view(new))
     return problems + [Problem(kind, namespace, name, path, reason) for path, reason in changed]
 
 

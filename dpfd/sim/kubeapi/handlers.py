@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -9,10 +10,16 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 from multidict import MultiMapping
 
 from dpfd.sim.kubeapi import discovery, errors, protobuf, tables
 from dpfd.sim.kubeapi.core import PATCH_TYPES, ApiCore
+from dpfd.sim.kubeapi.encoding import dumps as _dumps
+from dpfd.sim.kubeapi.encoding import event_object
 from dpfd.sim.kubeapi.errors import ApiError
 from dpfd.sim.kubeapi.negotiation import METADATA, TABLE, Representation, negotiate, partial_metadata, present
 from dpfd.sim.kubeapi.openapi import OpenApiDocuments
@@ -33,16 +40,17 @@ Obj = dict[str, Any]
 Query = MultiMapping[str]
 TRUE = ("true", "True", "1")
 JSON = "application/json"
+MAX_BODY = 64 * 1024 * 1024  # bytes of a request body
 # Kinds whose delete answers with the object (the rest answer with a Status), as in the real API server.
 RETURNS_DELETED_OBJECT = {("", "pods"), ("", "namespaces"), ("", "nodes")}
 
 
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
 def json_response(obj: Any, status: int = 200, content_type: str = JSON) -> web.Response:
-    return web.Response(body=_dumps(obj), status=status, headers={"Content-Type": content_type})
+    return body_response(_dumps(obj), status, content_type)
+
+
+def body_response(body: bytes, status: int = 200, content_type: str = JSON) -> web.Response:
+    return web.Response(body=body, status=status, headers={"Content-Type": content_type})
 
 
 def error_response(e: ApiError) -> web.Response:
@@ -92,13 +100,27 @@ class ApiHandlers:
         self.openapi = openapi
         self.bookmark_interval = bookmark_interval
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self.dispatch)
-        return app
+    def server(self) -> web.Server:
+        """aiohttp's low-level server: every request goes straight to `dispatch` (no router, no middleware:
+        they cost a good part of a small request). Must be made inside the running event loop."""
+        loop = asyncio.get_running_loop()
 
-    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        def make_request(
+            message: RawRequestMessage,
+            payload: StreamReader,
+            protocol: RequestHandler,
+            writer: AbstractStreamWriter,
+            task: asyncio.Task[None],
+        ) -> web.BaseRequest:
+            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY)
+
+        # handler_cancellation ends a watch as soon as its client goes away
+        return web.Server(self.dispatch, request_factory=make_request, handler_cancellation=True, access_log=None)
+
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
+            if request.headers.get("Expect", "").lower() == "100-continue":
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # what aiohttp's router did
             return await self._route(request)
         except ApiError as e:
             return error_response(e)
@@ -106,7 +128,7 @@ class ApiHandlers:
             log.exception("%s %s failed", request.method, request.path_qs)
             return error_response(ApiError(500, "InternalError", f"Internal error occurred: {e}"))
 
-    async def _route(self, request: web.Request) -> web.StreamResponse:
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
         segs = [s for s in request.path.split("/") if s]
         head = segs[0] if segs else ""
         accept = request.headers.get("Accept", "")
@@ -162,7 +184,9 @@ class ApiHandlers:
             raise errors.path_not_found()
         return json_response(doc)
 
-    async def _resource(self, request: web.Request, group: str, version: str, rest: list[str]) -> web.StreamResponse:
+    async def _resource(
+        self, request: web.BaseRequest, group: str, version: str, rest: list[str]
+    ) -> web.StreamResponse:
         legacy_watch = bool(rest) and rest[0] == "watch"
         if legacy_watch:
             rest = rest[1:]
@@ -224,7 +248,7 @@ class ApiHandlers:
             return await self._delete(request, rt, version, namespace, name, rep, dry_run)
         raise errors.method_not_allowed(method)
 
-    async def _json_body(self, request: web.Request) -> Any:
+    async def _json_body(self, request: web.BaseRequest) -> Any:
         content_type = request.content_type
         raw = await request.read()
         if content_type == protobuf.PROTOBUF:
@@ -251,6 +275,9 @@ class ApiHandlers:
                 include_object=q.get("includeObject", "Metadata"),
             )
             return json_response(body, status)
+        ev = self.store.event_of(obj)
+        if ev is not None:  # a write: its watchers send the same bytes
+            return body_response(event_object(ev, rt, version, rep), status)
         if rep == METADATA:
             return json_response(partial_metadata(obj), status)
         return json_response(present(rt, version, obj), status)
@@ -296,7 +323,7 @@ class ApiHandlers:
         )
 
     async def _watch(
-        self, request: web.Request, rt: ResourceType, version: str, namespace: str | None, rep: Representation
+        self, request: web.BaseRequest, rt: ResourceType, version: str, namespace: str | None, rep: Representation
     ) -> web.StreamResponse:
         q = request.query
         labels, fields = _selectors(q)
@@ -318,7 +345,7 @@ class ApiHandlers:
         )
         return await WatchStream(self.store, req, self.bookmark_interval).serve(request)
 
-    async def _delete_options(self, request: web.Request) -> Obj:
+    async def _delete_options(self, request: web.BaseRequest) -> Obj:
         opts: Obj = {}
         raw = await request.read()
         if raw.strip():
@@ -340,7 +367,7 @@ class ApiHandlers:
 
     async def _delete(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         rt: ResourceType,
         version: str,
         namespace: str | None,
@@ -375,7 +402,9 @@ class ApiHandlers:
             return self._respond(rt, version, obj, rep, request.query, status=200)
         return json_response(_success(rt, obj))
 
-    async def _evict(self, request: web.Request, rt: ResourceType, ns: str, name: str, dry_run: bool) -> web.Response:
+    async def _evict(
+        self, request: web.BaseRequest, rt: ResourceType, ns: str, name: str, dry_run: bool
+    ) -> web.Response:
         """The Eviction API: deletes the pod (no PodDisruptionBudgets here)."""
         body = await self._json_body(request) or {}
         opts = body.get("deleteOptions") or {} if isinstance(body, dict) else {}

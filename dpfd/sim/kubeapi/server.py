@@ -51,7 +51,7 @@ class KubeApiServer:
         self.store = Store(event_window)
         self.core = ApiCore(self.registry, self.store, DpfAdmission(validation))
         self._handlers = ApiHandlers(self.core, OpenApiDocuments(self.registry), bookmark_interval=bookmark_interval)
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._saver: asyncio.Task[None] | None = None
         self._saved_writes = -1
         self.url = ""
@@ -63,10 +63,7 @@ class KubeApiServer:
         self._saved_writes = self.store.writes if state_dir is not None else -1
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        # handler_cancellation ends a watch as soon as its client goes away
-        self._runner = web.AppRunner(
-            self._handlers.app(), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
-        )
+        self._runner = web.ServerRunner(self._handlers.server(), shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()

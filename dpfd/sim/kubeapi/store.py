@@ -114,6 +114,12 @@ class Store:
     def dependents(self, owner_uid: str) -> list[ObjKey]:
         return sorted(self._dependents.get(owner_uid, ()))
 
+    def event_of(self, obj: Obj) -> WatchEvent | None:
+        """The event of the latest write if it stored `obj` (this very dict), so its serialisations can be
+        shared with the write's response."""
+        ev = self._events[-1] if self._events else None
+        return ev if ev is not None and ev.obj is obj else None
+
     # writes (the object's metadata must be a dict the store may own)
 
     def put(self, rkey: ResourceKey, obj: Obj, event_type: str, old: Obj | None = None) -> Obj:

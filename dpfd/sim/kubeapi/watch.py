@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -11,15 +10,13 @@ from typing import Any
 from aiohttp import web
 
 from dpfd.sim.kubeapi import errors, tables
-from dpfd.sim.kubeapi.negotiation import METADATA, TABLE, Representation, partial_metadata, present
+from dpfd.sim.kubeapi.encoding import dumps as _dumps
+from dpfd.sim.kubeapi.encoding import event_object
+from dpfd.sim.kubeapi.negotiation import TABLE, Representation
 from dpfd.sim.kubeapi.resources import ResourceType
 from dpfd.sim.kubeapi.store import ResourceVersionTooOld, Store, Watcher, WatchEvent
 
 Obj = dict[str, Any]
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 @dataclass
@@ -65,11 +62,7 @@ class WatchStream:
             )
             self._sent_headers = True
             return _dumps({"type": type_, "object": obj}) + b"\n"
-        cache_key = (req.version, req.representation.form)
-        body = ev.encoded.get(cache_key)
-        if body is None:
-            shown = partial_metadata(ev.obj) if req.representation == METADATA else present(req.rt, req.version, ev.obj)
-            body = ev.encoded[cache_key] = _dumps(shown)
+        body = event_object(ev, req.rt, req.version, req.representation)
         return b'{"type":"' + type_.encode() + b'","object":' + body + b"}\n"
 
     def _bookmark(self, *, initial_events_end: bool = False) -> bytes:
@@ -83,7 +76,7 @@ class WatchStream:
         }
         return _dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
 
-    async def serve(self, request: web.Request) -> web.StreamResponse:
+    async def serve(self, request: web.BaseRequest) -> web.StreamResponse:
         req, store = self.req, self.store
         # Subscribing and snapshotting the current state happen without an await in between, so no event
         # falls between the initial state and the stream.
@@ -142,7 +135,8 @@ class WatchStream:
                     continue
                 wait = min(wait, max(0.0, next_bookmark - now))
             try:
-                item = await asyncio.wait_for(queue.get(), timeout=wait)
+                async with asyncio.timeout(wait):  # unlike wait_for, no task per wait
+                    item = await queue.get()
             except TimeoutError:
                 continue
             chunks: list[bytes] = []
@@ -158,7 +152,7 @@ class WatchStream:
             if ended:
                 return
 
-    async def _error_only(self, request: web.Request, status: Obj) -> web.StreamResponse:
+    async def _error_only(self, request: web.BaseRequest, status: Obj) -> web.StreamResponse:
         """The real server answers a too-old resourceVersion with 200 and a single ERROR event."""
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request)
