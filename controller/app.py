@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ from controller.kube.client import KubeClient
 from controller.leader import LeaderElector
 from controller.logs import setup_logging
 from controller.manager import Controller, ControllerOptions
+from dpfd.gc_tuning import tune_gc
 from dpfd.store import Store
 
 log = logging.getLogger("controller")
@@ -90,18 +90,6 @@ async def run_controller(
             await store.close()
     finally:
         await kube.close()
-
-
-# Objects the collector may count before a young collection (CPython's default is 700). With the default, the
-# objects of a few hundred requests in flight trigger a collection every few hundred allocations and get
-# promoted as if long-lived, which in turn triggers full collections of all the caches (100 ms pauses measured
-# with 1,000 DPUs). Cyclic garbage stays bounded by this count.
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_gc() -> None:
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def run_main(argv: list[str]) -> int:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from dpfd.agent.backoff import Backoff
 from dpfd.agent.log import EventLog, setup_logging
 from dpfd.config import ConfigError, DpfdConfig, load_config
+from dpfd.gc_tuning import tune_gc
 from dpfd.systemd_notify import SystemdNotifier
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dpfd: error: {e}", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
+    tune_gc()
     import uvloop
 
     return int(uvloop.run(run_daemon(config)))

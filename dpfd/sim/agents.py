@@ -17,6 +17,7 @@ from pathlib import Path
 from dpfd.agent import AgentOptions, NodeAgent
 from dpfd.config import DpfdConfig, EtcdConfig
 from dpfd.daemon import reconcilers_for, version
+from dpfd.gc_tuning import tune_gc
 from dpfd.store import Store
 
 
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--session-ttl", type=float, default=10.0)
     args = parser.parse_args(argv)
     nodes = [n.strip() for n in args.nodes_file.read_text().splitlines() if n.strip()]
+    tune_gc()
     import uvloop
 
     return int(uvloop.run(run_agents(args.etcd.split(","), nodes, args.state_dir, args.session_ttl)))

@@ -189,49 +189,58 @@ async def project_run(args: argparse.Namespace, work: Path, etcd: EtcdCluster) -
                                 "--etcd-endpoints", endpoints, "--id", "bench"], work / "controller.log")  # fmt: skip
             procs.append(controller)
 
-            report_keys = {
-                K.report_key(node_name(i), _dpu_ref(i)): 1 for i in range(n)
-            }  # generation 1 = DPUs as first created
+            report_keys = [K.report_key(node_name(i), _dpu_ref(i)) for i in range(n)]
+            intent_keys = [K.intent_key(node_name(i), _dpu_ref(i)) for i in range(n)]
             async with await Store.connect(etcd.endpoints) as store:
                 t_start = time.monotonic()
-                first = await wait_reports(store, K.reports_prefix(), report_keys, t_start, 300)
+                first = await wait_reports(store, K.reports_prefix(), dict.fromkeys(report_keys, 1), t_start, 300)
                 if len(first) < n:
                     raise RuntimeError(f"only {len(first)}/{n} DPUs reported within 300 s")
                 log(f"initial rollout: {n} DPUs created and reported in {max(first.values()):.2f}s")
-                await asyncio.sleep(1.0)  # let the controller's status write-back settle before measuring
-                cpu0, ops0 = cpu_seconds(controller.pid), etcd_ops(etcd.endpoints[0])
-                others0 = {
-                    "kubeapi": cpu_seconds(kube.pid),
-                    "agents": sum(cpu_seconds(p.pid) for p in procs[1:-1]),
-                    "etcd": etcd_cpu(etcd),
-                }
-                t0 = time.monotonic()
-                patch = {"spec": {"dpuTemplate": {"spec": {"cluster": {"nodeLabels": {"bench.dpf.io/round": "1"}}}}}}
-                async with http.patch(f"{base}/apis/provisioning.dpu.nvidia.com/v1alpha1/namespaces/{NS}/dpusets/bench",
-                                      data=json.dumps(patch), headers={"Content-Type": "application/merge-patch+json"}) as r:  # fmt: skip
-                    assert r.status == 200, await r.text()
-                intent_keys = {K.intent_key(node_name(i), _dpu_ref(i)): 2 for i in range(n)}
-                intents_seen = asyncio.create_task(
-                    wait_reports(store, K.intents_prefix(), intent_keys, t0, 120, "generation")
-                )
-                latencies = await wait_reports(store, K.reports_prefix(), dict.fromkeys(report_keys, 2), t0, 120)
-                intent_latencies = await intents_seen
-                cpu1, ops1 = cpu_seconds(controller.pid), etcd_ops(etcd.endpoints[0])
-                others1 = {
-                    "kubeapi": cpu_seconds(kube.pid),
-                    "agents": sum(cpu_seconds(p.pid) for p in procs[1:-1]),
-                    "etcd": etcd_cpu(etcd),
-                }
-            if len(latencies) < n:
-                raise RuntimeError(f"only {len(latencies)}/{n} reports carried the new generation within 120 s")
-            p50, p99, mx = percentiles(list(latencies.values()))
-            intent_p50, intent_p99, _ = percentiles(list(intent_latencies.values()))
-            return {"p50_s": p50, "p99_s": p99, "max_s": mx, "intent_p50_s": intent_p50, "intent_p99_s": intent_p99,
-                    "controller_cpu_s": round(cpu1 - cpu0, 3),
-                    "kubeapi_cpu_s": round(others1["kubeapi"] - others0["kubeapi"], 3),
-                    "agents_cpu_s": round(others1["agents"] - others0["agents"], 3),
-                    "etcd_cpu_s": round(others1["etcd"] - others0["etcd"], 3),
-                    "etcd_ops": ops_delta(ops0, ops1)}  # fmt: skip
+
+                def usage() -> dict[str, float]:
+                    return {"controller": cpu_seconds(controller.pid), "kubeapi": cpu_seconds(kube.pid),
+                            "agents": sum(cpu_seconds(p.pid) for p in procs[1:-1]), "etcd": etcd_cpu(etcd),
+                            **etcd_ops(etcd.endpoints[0])}  # fmt: skip
+
+                latencies: list[float] = []
+                intent_latencies: list[float] = []
+                round_p99: list[float] = []
+                spent: dict[str, float] = {}
+                for rnd in range(1, args.rounds + 1):
+                    generation = rnd + 1  # each round's template change bumps every DPU's generation by one
+                    await _wait_status_settled(http, base, n)  # measure from a quiet system
+                    before = usage()
+                    t0 = time.monotonic()
+                    patch = {
+                        "spec": {"dpuTemplate": {"spec": {"cluster": {"nodeLabels": {"bench.dpf.io/round": str(rnd)}}}}}
+                    }
+                    async with http.patch(f"{base}/apis/provisioning.dpu.nvidia.com/v1alpha1/namespaces/{NS}/dpusets/bench",
+                                          data=json.dumps(patch), headers={"Content-Type": "application/merge-patch+json"}) as r:  # fmt: skip
+                        assert r.status == 200, await r.text()
+                    intents_seen = asyncio.create_task(
+                        wait_reports(
+                            store, K.intents_prefix(), dict.fromkeys(intent_keys, generation), t0, 120, "generation"
+                        )
+                    )
+                    got = await wait_reports(store, K.reports_prefix(), dict.fromkeys(report_keys, generation), t0, 120)
+                    intents = await intents_seen
+                    after = usage()
+                    if len(got) < n:
+                        raise RuntimeError(f"round {rnd}: only {len(got)}/{n} reports carried generation {generation}")
+                    latencies += got.values()
+                    intent_latencies += intents.values()
+                    round_p99.append(percentiles(list(got.values()))[1])
+                    for k, v in after.items():
+                        spent[k] = spent.get(k, 0.0) + v - before.get(k, 0.0)
+                    log(f"round {rnd}: p99 {round_p99[-1]}s")
+            p50, p99, mx = percentiles(latencies)
+            intent_p50, intent_p99, _ = percentiles(intent_latencies)
+            per_round = {k: v / args.rounds for k, v in spent.items()}
+            return {"p50_s": p50, "p99_s": p99, "max_s": mx, "round_p99_s": round_p99,
+                    "intent_p50_s": intent_p50, "intent_p99_s": intent_p99,
+                    **{f"{k}_cpu_s": round(per_round.pop(k), 3) for k in ("controller", "kubeapi", "agents", "etcd")},
+                    "etcd_ops": {k: int(v) for k, v in sorted(per_round.items()) if v > 0}}  # fmt: skip
     finally:
         stop(procs[::-1])
         shutil.rmtree(hosts_dir, ignore_errors=True)
@@ -267,6 +276,21 @@ def _dpuset() -> dict[str, Any]:
                                      "nodeEffect": {"noEffect": True}}},
         },
     }  # fmt: skip
+
+
+async def _wait_status_settled(http: aiohttp.ClientSession, base: str, n: int) -> None:
+    """Until every DPU's status has caught up with its generation (the controller's write-back is done)."""
+    deadline = time.monotonic() + 60
+    url = f"{base}/apis/provisioning.dpu.nvidia.com/v1alpha1/namespaces/{NS}/dpus"
+    while True:
+        async with http.get(url) as r:
+            items = (await r.json())["items"]
+        settled = [d for d in items if d.get("status", {}).get("observedGeneration") == d["metadata"]["generation"]]
+        if len(settled) == n:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(settled)}/{n} DPU statuses caught up within 60 s")
+        await asyncio.sleep(0.1)
 
 
 async def _wait_http(http: aiohttp.ClientSession, url: str) -> None:
@@ -338,37 +362,47 @@ async def raw_run(args: argparse.Namespace, work: Path, etcd: EtcdCluster) -> di
                                 ",".join(etcd.endpoints)], work / f"raw-{part}.log"))  # fmt: skip
         for i, p in enumerate(procs):
             wait_line(p, b"ready", 60, f"raw agent process {i}")
-        intent = json.dumps({"generation": 2, "spec": {"pad": "x" * 600}}).encode()  # about an intent's size
-        reports = {f"{RAW}reports/{node_name(i)}/dpu": 2 for i in range(n)}
+        latencies: list[float] = []
+        round_p99: list[float] = []
+        spent = [0.0, 0.0]
+        ops: dict[str, float] = {}
         async with await Store.connect(etcd.endpoints) as store, await Store.connect(etcd.endpoints) as other:
-            ops0 = etcd_ops(etcd.endpoints[0])
-            cpu0 = sum(cpu_seconds(p.pid) for p in procs), etcd_cpu(etcd)
-            t0 = time.monotonic()
-            waiter = asyncio.create_task(wait_reports(store, f"{RAW}reports/", reports, t0, 60))
-            # The same watch deliveries as the project run: its controller also watches the reports (here a
-            # second client), and the project run watches the intents to time them.
-            extra = [
-                asyncio.create_task(wait_reports(other, f"{RAW}reports/", reports, t0, 60)),
-                asyncio.create_task(
-                    wait_reports(store, f"{RAW}intents/", {f"{RAW}intents/{node_name(i)}/dpu": 2 for i in range(n)},
-                                 t0, 60, "generation")
-                ),
-            ]  # fmt: skip
-            await store.commit([Put(f"{RAW}intents/{node_name(i)}/dpu", intent) for i in range(n)])
-            latencies = await waiter
-            await asyncio.gather(*extra)
-            ops1 = etcd_ops(etcd.endpoints[0])
-            cpu1 = sum(cpu_seconds(p.pid) for p in procs), etcd_cpu(etcd)
-        if len(latencies) < n:
-            raise RuntimeError(f"raw baseline: only {len(latencies)}/{n} reports within 60 s")
-        p50, p99, mx = percentiles(list(latencies.values()))
+            for rnd in range(1, args.rounds + 1):
+                generation = rnd + 1
+                intent = json.dumps({"generation": generation, "spec": {"pad": "x" * 600}}).encode()  # intent-sized
+                reports = {f"{RAW}reports/{node_name(i)}/dpu": generation for i in range(n)}
+                intents = {f"{RAW}intents/{node_name(i)}/dpu": generation for i in range(n)}
+                ops0 = etcd_ops(etcd.endpoints[0])
+                cpu0 = sum(cpu_seconds(p.pid) for p in procs), etcd_cpu(etcd)
+                t0 = time.monotonic()
+                waiter = asyncio.create_task(wait_reports(store, f"{RAW}reports/", reports, t0, 60))
+                # The same watch deliveries as the project run: its controller also watches the reports (here a
+                # second client), and the project run watches the intents to time them.
+                extra = [
+                    asyncio.create_task(wait_reports(other, f"{RAW}reports/", reports, t0, 60)),
+                    asyncio.create_task(wait_reports(store, f"{RAW}intents/", intents, t0, 60, "generation")),
+                ]
+                await store.commit([Put(key, intent) for key in intents])
+                got = await waiter
+                await asyncio.gather(*extra)
+                ops1 = etcd_ops(etcd.endpoints[0])
+                cpu1 = sum(cpu_seconds(p.pid) for p in procs), etcd_cpu(etcd)
+                if len(got) < n:
+                    raise RuntimeError(f"raw baseline round {rnd}: only {len(got)}/{n} reports within 60 s")
+                latencies += got.values()
+                round_p99.append(percentiles(list(got.values()))[1])
+                spent = [spent[0] + cpu1[0] - cpu0[0], spent[1] + cpu1[1] - cpu0[1]]
+                for k, v in ops1.items():
+                    ops[k] = ops.get(k, 0.0) + v - ops0.get(k, 0.0)
+        p50, p99, mx = percentiles(latencies)
         return {
             "raw_p50_s": p50,
             "raw_p99_s": p99,
             "raw_max_s": mx,
-            "raw_agents_cpu_s": round(cpu1[0] - cpu0[0], 3),
-            "raw_etcd_cpu_s": round(cpu1[1] - cpu0[1], 3),
-            "raw_etcd_ops": ops_delta(ops0, ops1),
+            "raw_round_p99_s": round_p99,
+            "raw_agents_cpu_s": round(spent[0] / args.rounds, 3),
+            "raw_etcd_cpu_s": round(spent[1] / args.rounds, 3),
+            "raw_etcd_ops": {k: int(v / args.rounds) for k, v in sorted(ops.items()) if v > 0},
         }
     finally:
         stop(procs)
@@ -393,6 +427,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dpus", type=int, default=1000)
     parser.add_argument("--agent-procs", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5, help="DPUSet changes (and raw rounds) to pool")
     parser.add_argument("--work-dir", type=Path, help="keep logs and state here instead of a temporary folder")
     parser.add_argument("--raw-agents", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--etcd", help=argparse.SUPPRESS)

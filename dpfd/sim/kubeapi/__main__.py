@@ -5,17 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import sys
 from pathlib import Path
 
+from dpfd.gc_tuning import tune_gc
 from dpfd.sim.kubeapi.server import KubeApiServer
-
-# Objects the collector may count before a young collection (CPython's default is 700): with the default, the
-# objects of requests and watch events in flight are collected and promoted over and over under load.
-GC_YOUNG_THRESHOLD = 50_000
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -40,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", help="keep a JSON snapshot of all objects here")
     parser.add_argument("--event-window", type=int, default=10_000, help="watch events kept for resuming")
     args = parser.parse_args(argv)
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    tune_gc()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         try:
