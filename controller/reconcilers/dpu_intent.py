@@ -14,8 +14,8 @@ from controller.kube.objects import (
 )
 from controller.kube.resources import DPUS
 from controller.refs import object_ref
-from dpfd.api.defaults import copy_json
 from dpfd.api.intents import Intent, ObjectRef
+from dpfd.api.jsontree import copy_json
 
 
 def dpu_ref(namespace: str, name: str) -> ObjectRef:

@@ -15,6 +15,7 @@ from pydantic.fields import FieldInfo
 
 from dpfd.api.base import K8sSchema
 from dpfd.api.defaults import NO_DEFAULT, crd_default
+from dpfd.api.jsontree import copy_json
 from dpfd.api.registry import KINDS, KindInfo
 from dpfd.api.typewalk import is_list, is_literal, is_map, item_type, model_class, unwrap
 
@@ -66,7 +67,7 @@ def type_schema(tp: Any, field: FieldInfo | None = None) -> dict[str, Any]:
     model = model_class(base)
     schema: dict[str, Any]
     if marker is not None:
-        schema = _copy(marker.schema)
+        schema = copy_json(marker.schema)
     elif is_literal(base):
         values = list(get_args(base))
         schema = {"type": _SCALARS.get(type(values[0]), "string"), "enum": values}
@@ -114,14 +115,6 @@ def object_schema(model: type[BaseModel]) -> dict[str, Any]:
     if model.model_config.get("extra") == "allow":
         schema["x-kubernetes-preserve-unknown-fields"] = True
     return schema
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 def root_schema(info: KindInfo) -> dict[str, Any]:

@@ -15,11 +15,14 @@ DPF_GROUPS: frozenset[str] = frozenset({provisioning.GROUP, chains.GROUP, operat
 
 @dataclass(frozen=True)
 class PrinterColumn:
+    """One additionalPrinterColumn of a CRD version (ours when generating, any CRD's in the emulated API)."""
+
     name: str
     type: str
     json_path: str
     description: str = ""
     priority: int = 0
+    format: str = ""
 
     def to_crd(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type, "jsonPath": self.json_path}
@@ -27,6 +30,8 @@ class PrinterColumn:
             out["description"] = self.description
         if self.priority:
             out["priority"] = self.priority
+        if self.format:
+            out["format"] = self.format
         return out
 
 

@@ -231,3 +231,16 @@ def to_store_error(what: str, err: grpc.aio.AioRpcError) -> StoreError:
 async def member_status(stubs: Stubs, deadline: float) -> Any:
     """Ask one member for its status (gRPC deadline in seconds); raises AioRpcError if it does not answer."""
     return await stubs.maintenance.Status(rpc_pb2.StatusRequest(), timeout=deadline)
+
+
+async def pump_requests(call: Any, outbox: asyncio.Queue[Any], stream: str) -> None:
+    """Write what is queued in `outbox` to a bidirectional stream until cancelled. A failed write cancels the
+    call, so its reader notices the broken stream too."""
+    try:
+        while True:
+            await call.write(await outbox.get())
+    except asyncio.CancelledError:
+        raise
+    except Exception as err:
+        log.debug("etcd %s stream write failed: %r", stream, err)
+        call.cancel()

@@ -18,7 +18,7 @@ import grpc
 import grpc.aio
 from aetcd.rpc import rpc_pb2
 
-from dpfd.store.conn import REQUIRE_LEADER, Connection, backoff
+from dpfd.store.conn import REQUIRE_LEADER, Connection, backoff, pump_requests
 from dpfd.store.errors import StoreError
 from dpfd.store.types import StoreStats
 
@@ -83,7 +83,7 @@ class LeaseKeeper:
         for s in self._sessions.values():
             s.forget_pending()
             self.send(s)  # renew at once after a reconnect instead of waiting for the next tick
-        writer = asyncio.get_running_loop().create_task(self._write(call, outbox))
+        writer = asyncio.get_running_loop().create_task(pump_requests(call, outbox, "keepalive"))
         received = False
         try:
             while True:
@@ -111,16 +111,6 @@ class LeaseKeeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
         return received
-
-    async def _write(self, call: Any, outbox: asyncio.Queue[Any]) -> None:
-        try:
-            while True:
-                await call.write(await outbox.get())
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            log.debug("etcd keepalive stream write failed: %r", err)
-            call.cancel()
 
 
 class Session:

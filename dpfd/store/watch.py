@@ -20,7 +20,7 @@ import grpc
 import grpc.aio
 from aetcd.rpc import rpc_pb2
 
-from dpfd.store.conn import REQUIRE_LEADER, Connection, backoff
+from dpfd.store.conn import REQUIRE_LEADER, Connection, backoff, pump_requests
 from dpfd.store.convert import events_from_pb, key_str
 from dpfd.store.errors import StoreError, StoreUnavailable
 from dpfd.store.types import KeyValue, StoreStats, WatchEvent
@@ -144,7 +144,7 @@ class WatchMux:
         self._outbox = outbox
         for reg in list(self._regs):
             self._create(reg, outbox)
-        writer = asyncio.get_running_loop().create_task(self._write(call, outbox))
+        writer = asyncio.get_running_loop().create_task(pump_requests(call, outbox, "watch"))
         received = False
         try:
             while True:
@@ -175,16 +175,6 @@ class WatchMux:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
         return received
-
-    async def _write(self, call: Any, outbox: asyncio.Queue[Any]) -> None:
-        try:
-            while True:
-                await call.write(await outbox.get())
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # the stream is broken; make the reader notice too
-            log.debug("etcd watch stream write failed: %r", err)
-            call.cancel()
 
     def _dispatch(self, resp: Any) -> None:
         reg = self._by_id.get(int(resp.watch_id))

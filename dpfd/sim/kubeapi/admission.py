@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from dpfd.api.jsontree import copy_json
 from dpfd.sim.kubeapi.errors import ApiError
 from dpfd.sim.kubeapi.resources import ResourceType
 
@@ -137,7 +138,7 @@ def _compile_schema(schema: Obj) -> Filler | None:
         if isinstance(value, dict):
             for name, has_default, default, child in props:
                 if has_default and name not in value:
-                    value[name] = _copy(default)
+                    value[name] = copy_json(default)
                 if child is not None and name in value:
                     child(value[name])
         elif isinstance(value, list) and items_filler is not None:
@@ -145,11 +146,3 @@ def _compile_schema(schema: Obj) -> Filler | None:
                 items_filler(item)
 
     return fill
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from dpfd.api.jsontree import copy_json
+
 
 class PatchError(ValueError):
     """The patch does not apply; answered as 422 (or 400 when the body is malformed)."""
 
 
-def clone(value: Any) -> Any:
-    """A deep copy of a JSON tree; several times faster than copy.deepcopy."""
-    if isinstance(value, dict):
-        # Recurse only into containers: most values are scalars, and a call per scalar is most of the cost.
-        return {k: clone(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
-    if isinstance(value, list):
-        return [clone(v) if isinstance(v, (dict, list)) else v for v in value]
-    return value
+clone = copy_json  # the name the emulator's modules use
 
 
 def clone_obj(obj: dict[str, Any]) -> dict[str, Any]:

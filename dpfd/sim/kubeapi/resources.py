@@ -6,22 +6,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from dpfd.api.registry import PrinterColumn
+
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 CRD_GROUP = "apiextensions.k8s.io"
 
 Obj = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class PrinterColumn:
-    """One additionalPrinterColumn of a CRD version."""
-
-    name: str
-    type: str
-    json_path: str
-    description: str = ""
-    priority: int = 0
-    format: str = ""
 
 
 @dataclass

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from dpfd.api.registry import PrinterColumn
 from dpfd.sim.kubeapi import jsonpath
-from dpfd.sim.kubeapi.resources import PrinterColumn, ResourceType
+from dpfd.sim.kubeapi.resources import ResourceType
 
 Obj = dict[str, Any]
 Cell = Callable[[Obj], Any]
