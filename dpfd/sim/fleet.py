@@ -51,6 +51,7 @@ class Fleet:
         try:
             await self.start()
             self.say(f"up. Try: kubectl --kubeconfig {self.state_dir / 'host.kubeconfig'} get dpus -A")
+            self.say(f"     or: dpfctl --etcd {','.join(self.info['etcdEndpoints'])} get reports")
             self.say("Ctrl-C stops everything.")
             await self.watch_until(stop)
             return 0

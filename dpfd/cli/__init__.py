@@ -1,0 +1,1 @@
+"""dpfctl: the operator's command line."""
