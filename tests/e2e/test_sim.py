@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -142,3 +143,30 @@ def test_up_refuses_invalid_manifests_and_starts_nothing(tmp_path: Path) -> None
     assert out.returncode == 1
     assert "BFB dpf-operator-system/bad: spec.url" in out.stderr
     assert not (state / "processes.json").exists()
+
+
+def test_ctrl_c_stops_everything_up_started(tmp_path: Path) -> None:
+    state = tmp_path / "sim"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dpfd.sim.cli", "up", "--manifests", str(EXAMPLES), "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the banner comes once every process has started
+            if " up. Try: " in line:
+                break
+        else:
+            raise AssertionError(f"dpf-sim up exited {proc.wait()} before it was up")
+        pids = [c["pid"] for c in json.loads((state / "processes.json").read_text())["children"]]
+        assert len(pids) >= 6  # etcd, two APIs, the controller, three host dpfds
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[0]
+        assert proc.returncode == 0, rest
+        assert "stopped and cleaned up." in rest
+        assert [pid for pid in pids if _alive(pid)] == []
+        assert not (state / "processes.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            subprocess.run([sys.executable, "-m", "dpfd.sim.cli", "down", "--state-dir", str(state)], timeout=60)
