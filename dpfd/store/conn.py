@@ -9,6 +9,7 @@ caller re-reads on failure, so that is safe (etcd's Go client makes the same tra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ import grpc.aio
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from dpfd.store.errors import Compacted, StoreError, StoreUnavailable
+from dpfd.store.types import StoreStats
 
 log = logging.getLogger(__name__)
 
@@ -244,3 +246,54 @@ async def pump_requests(call: Any, outbox: asyncio.Queue[Any], stream: str) -> N
     except Exception as err:
         log.debug("etcd %s stream write failed: %r", stream, err)
         call.cancel()
+
+
+class SharedStream:
+    """One long-lived bidirectional etcd stream that many users of a Store share (all its watches, or all its
+    sessions' keepalives): opened when the first user comes, reopened with backoff whenever it breaks, ended
+    when the Store closes. Subclasses open the stream and route its answers (`_stream_once`)."""
+
+    task_name = "etcd-stream"
+
+    def __init__(self, conn: Connection, stats: StoreStats) -> None:
+        self._conn = conn
+        self._stats = stats
+        self._outbox: asyncio.Queue[Any] | None = None  # requests for the open stream; None while it is down
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def _has_users(self) -> bool:
+        raise NotImplementedError
+
+    async def _stream_once(self) -> bool:
+        """Open the stream and serve it until it fails; True if any answer arrived."""
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.task_name)
+        self._wake.set()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closed:
+            if not self._has_users():
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                received = await self._stream_once()
+            except Exception:  # a bug here must not silently stop every user of the stream
+                log.exception("%s failed unexpectedly; reopening", self.task_name)
+                received = False
+            attempt = 0 if received else attempt + 1
+            self._stats.reconnects += 1
+            await asyncio.sleep(backoff(attempt))

@@ -18,30 +18,28 @@ import grpc
 import grpc.aio
 from aetcd.rpc import rpc_pb2
 
-from dpfd.store.conn import REQUIRE_LEADER, Connection, backoff, pump_requests
+from dpfd.store.conn import REQUIRE_LEADER, Connection, SharedStream, pump_requests
 from dpfd.store.errors import StoreError
 from dpfd.store.types import StoreStats
 
 log = logging.getLogger(__name__)
 
 
-class LeaseKeeper:
+class LeaseKeeper(SharedStream):
     """The Store's keepalive stream, shared by all its sessions; answers are routed by lease id."""
 
+    task_name = "etcd-lease-keepalive"
+
     def __init__(self, conn: Connection, stats: StoreStats) -> None:
-        self._conn = conn
-        self._stats = stats
+        super().__init__(conn, stats)
         self._sessions: dict[int, Session] = {}
-        self._outbox: asyncio.Queue[Any] | None = None
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
+
+    def _has_users(self) -> bool:
+        return bool(self._sessions)
 
     def add(self, session: Session) -> None:
         self._sessions[session.lease_id] = session
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="etcd-lease-keepalive")
-        self._wake.set()
+        self._start()
 
     def remove(self, session: Session) -> None:
         self._sessions.pop(session.lease_id, None)
@@ -51,28 +49,6 @@ class LeaseKeeper:
         if self._outbox is not None:
             session.sent(asyncio.get_running_loop().time())
             self._outbox.put_nowait(rpc_pb2.LeaseKeepAliveRequest(ID=session.lease_id))
-
-    async def close(self) -> None:
-        self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        attempt = 0
-        while not self._closed:
-            if not self._sessions:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            try:
-                received = await self._stream_once()
-            except Exception:
-                log.exception("etcd keepalive stream failed unexpectedly; reopening")
-                received = False
-            attempt = 0 if received else attempt + 1
-            await asyncio.sleep(backoff(attempt))
 
     async def _stream_once(self) -> bool:
         conn = self._conn

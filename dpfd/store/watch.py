@@ -20,7 +20,7 @@ import grpc
 import grpc.aio
 from aetcd.rpc import rpc_pb2
 
-from dpfd.store.conn import REQUIRE_LEADER, Connection, backoff, pump_requests
+from dpfd.store.conn import REQUIRE_LEADER, Connection, SharedStream, backoff, pump_requests
 from dpfd.store.convert import events_from_pb, key_str
 from dpfd.store.errors import StoreError, StoreUnavailable
 from dpfd.store.types import KeyValue, StoreStats, WatchEvent
@@ -61,19 +61,19 @@ class _StreamEnded(Exception):
     pass
 
 
-class WatchMux:
+class WatchMux(SharedStream):
     """The one Watch stream of a Store and the registrations carried on it."""
 
+    task_name = "etcd-watch-stream"
+
     def __init__(self, conn: Connection, stats: StoreStats) -> None:
-        self._conn = conn
-        self._stats = stats
+        super().__init__(conn, stats)
         self._regs: set[Registration] = set()
         self._by_id: dict[int, Registration] = {}
-        self._outbox: asyncio.Queue[Any] | None = None  # requests for the open stream; None while down
         self._next_id = 1
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
+
+    def _has_users(self) -> bool:
+        return bool(self._regs)
 
     @property
     def stream_open(self) -> bool:
@@ -85,9 +85,7 @@ class WatchMux:
         self._regs.add(reg)
         if self._outbox is not None:
             self._create(reg, self._outbox)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="etcd-watch-stream")
-        self._wake.set()
+        self._start()
 
     def remove(self, reg: Registration) -> None:
         self._regs.discard(reg)
@@ -109,30 +107,10 @@ class WatchMux:
         outbox.put_nowait(rpc_pb2.WatchRequest(create_request=create))
 
     async def close(self) -> None:
-        self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().close()
         for reg in list(self._regs):
             reg.queue.put_nowait(_CLOSED)
         self._regs.clear()
-
-    async def _run(self) -> None:
-        attempt = 0
-        while not self._closed:
-            if not self._regs:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            try:
-                received = await self._stream_once()
-            except Exception:  # a bug here must not silently stop every watch of the process
-                log.exception("etcd watch stream failed unexpectedly; reopening")
-                received = False
-            attempt = 0 if received else attempt + 1
-            self._stats.reconnects += 1
-            await asyncio.sleep(backoff(attempt))
 
     async def _stream_once(self) -> bool:
         """Open a stream, create every watch on it, pump responses until it fails. True if any arrived."""
