@@ -85,6 +85,20 @@ def released(report: Report | None, dpu: Obj) -> bool:
     )
 
 
+# Metadata every write changes; a change of only these (and status) leaves a DPU's intent as it was.
+_WRITE_BOOKKEEPING = frozenset({"resourceVersion", "managedFields"})
+
+
+def status_only_change(old: Obj | None, new: Obj) -> bool:
+    """Only the status changed (as when the controller writes a report into it): nothing the intent is made of."""
+    if old is None or old.get("spec") != new.get("spec"):
+        return False
+    old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
+    return all(
+        old_meta.get(k) == new_meta.get(k) for k in old_meta.keys() | new_meta.keys() if k not in _WRITE_BOOKKEEPING
+    )
+
+
 def node_selection_changed(old: Obj, new: Obj) -> bool:
     """Only label and address changes matter to DPUSets (DPF watches Nodes with a label-changed predicate;
     the InternalIP feeds the dpu-host-ip label). Heartbeat status updates do not."""
@@ -416,7 +430,8 @@ class ProvisioningReconcilers:
     def on_dpu(self, event: EventType, obj: Obj, old: Obj | None) -> None:
         key = key_of(obj)
         self.dpuset.observed_dpu(key)
-        self.dpu.queue.add(key)
+        if not (event == "MODIFIED" and status_only_change(old, obj)):
+            self.dpu.queue.add(key)  # a DPU's intent is made of its spec and metadata, never of its status
         owner = dpuset_of_dpu(obj)
         if owner:
             ns, _, name = owner.partition("/")
