@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from dpfd.api.intents import ObjectRef, Report
 from dpfd.sim.kubeapi import KubeApiServer
 from dpfd.store import Store
 from dpfd.store import keys as store_keys
+from tests.waiting import eventually
 
 NFD = "feature.node.kubernetes.io/"
 NS = "dpf-operator-system"
@@ -26,18 +26,7 @@ PROV = "provisioning.dpu.nvidia.com/v1alpha1"
 
 
 async def wait_until(cond: Callable[[], Any], within: float = 10.0, what: str = "condition") -> Any:
-    """Poll `cond` (sync or async) until it returns something truthy; fail after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = cond()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {within:g}s (last value: {value!r})")
-        await asyncio.sleep(0.02)
+    return await eventually(cond, within, what)
 
 
 @dataclass

@@ -23,6 +23,11 @@ __all__ = ["kube", "store"]  # fixtures
 TTL = 3.0
 
 
+async def _candidates(store: Store, n: int) -> bool:
+    kvs, _ = await store.get_prefix(election_prefix("controller"))
+    return len(kvs) == n
+
+
 async def leader_lease(store: Store) -> int:
     kvs, _ = await store.get_prefix(election_prefix("controller"))
     leader = min(kvs, key=lambda kv: kv.create_revision)
@@ -37,6 +42,9 @@ async def test_only_the_leader_publishes_and_a_standby_takes_over(
     await wait_until(lambda: a.elector.is_leader, what="a leads")
     b = await start_replica(kube, etcd_endpoints, "b", lease_ttl=TTL)
     try:
+        # The standby's one write is its candidacy key; count its writes from there on.
+        await wait_until(lambda: _candidates(store, 2), what="b is a candidate")
+        await wait_until(lambda: b.controller.store.stats.txns >= 1, what="b saw its candidacy written")
         b_txns = b.controller.store.stats.txns
         await kube.server.apply_object(dpuset_obj())
         await wait_until(lambda: _count(store, 1), what="intent written")

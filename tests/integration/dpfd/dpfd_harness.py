@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,6 +11,7 @@ from dpfd.agent import AgentOptions, Backoff
 from dpfd.api.intents import Intent, ObjectRef
 from dpfd.config import DpfdConfig
 from dpfd.store import Store, keys
+from tests.waiting import eventually
 
 T = TypeVar("T")
 
@@ -83,14 +82,14 @@ async def wait_for(
     probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within: float = 10.0, what: str = "condition"
 ) -> T:
     """Poll `probe` until `ok(value)`; fail with the last value seen after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}; last value: {value!r}")
-        await asyncio.sleep(0.02)
+    last: list[T] = []
+
+    async def check() -> bool:
+        last[:] = [await probe()]
+        return ok(last[0])
+
+    await eventually(check, within, what)
+    return last[0]
 
 
 async def wait_report(

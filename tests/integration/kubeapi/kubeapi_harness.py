@@ -3,8 +3,6 @@ and waiting on a condition with a deadline."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -94,17 +92,3 @@ async def watch_events(func: Callable[..., Any], *args: Any, count: int, **kwarg
             if len(events) == count:
                 break
     return events
-
-
-async def eventually(predicate: Callable[[], Any], within: float = 5.0, what: str = "condition") -> Any:
-    """Poll `predicate` (sync or async) until it returns something truthy, or fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.02)

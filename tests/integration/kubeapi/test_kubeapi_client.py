@@ -7,11 +7,12 @@ from typing import Any, cast
 
 import aiohttp
 import pytest
-from kubeapi_harness import DPU_API, DPU_CRD, GROUP, VERSION, dpu, eventually, watch_events
+from kubeapi_harness import DPU_API, DPU_CRD, GROUP, VERSION, dpu, watch_events
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from dpfd.sim.kubeapi import KubeApiServer
+from tests.waiting import eventually
 
 # kubernetes-asyncio's annotations do not declare _content_type, which it accepts
 MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import aiohttp
 import yaml
-from kubeapi_harness import DPU_API, DPU_CRD, AcceptAll, dpu, eventually
+from kubeapi_harness import DPU_API, DPU_CRD, AcceptAll, dpu
 
 from dpfd.sim.kubeapi import KubeApiServer
 from dpfd.sim.ports import free_port
+from tests.waiting import eventually
 
 
 async def test_module_entry_point_serves_until_sigterm(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from dpfd.sim.etcd import EtcdCluster
 from dpfd.store import Store
+from tests import waiting
 
 
 @pytest.fixture
@@ -33,12 +34,7 @@ Etcdctl = Callable[..., Awaitable[bytes]]
 
 
 async def _eventually(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await check():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.02)
+    await waiting.eventually(check, within, what)
 
 
 async def _etcdctl(endpoint: str, *args: str) -> bytes:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -17,15 +19,11 @@ from controller.queue import (
     WorkQueue,
     run_workers,
 )
+from tests.waiting import eventually
 
 
-async def wait_until(cond: object, within: float = 5.0) -> None:
-    assert callable(cond)
-    deadline = asyncio.get_running_loop().time() + within
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.001)
+async def wait_until(cond: Callable[[], Any], within: float = 5.0) -> None:
+    await eventually(cond, within, poll=0.001)
 
 
 async def test_adds_before_processing_are_deduplicated() -> None:

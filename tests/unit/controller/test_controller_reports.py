@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from controller.reports import ReportCache
 from controller.status import dpu_status, status_differs
@@ -11,17 +12,13 @@ from dpfd.api.conditions import Condition
 from dpfd.api.intents import ObjectRef, Report
 from dpfd.store import Store
 from dpfd.store import keys as store_keys
+from tests.waiting import eventually
 
 REF = ObjectRef(kind="DPU", namespace="dpf", name="host-0-0000-03-00")
 
 
-async def wait_until(cond: Callable[[], bool], within: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)
+async def wait_until(cond: Callable[[], Any], within: float = 5.0) -> None:
+    await eventually(cond, within, poll=0.001)
 
 
 def report(token: int, phase: str) -> bytes:
