@@ -58,6 +58,15 @@ def _size_noun(field_type: str) -> str:
     return "properties" if field_type.lower().startswith("dict") else "items"
 
 
+# pydantic's numeric bound errors: the relation, and the ctx key holding the bound.
+_BOUNDS = {
+    "greater_than_equal": ("greater than or equal to", "ge"),
+    "less_than_equal": ("less than or equal to", "le"),
+    "greater_than": ("greater than", "gt"),
+    "less_than": ("less than", "lt"),
+}
+
+
 def reason_for(error: Any, leaf: Any) -> str:
     kind: str = error["type"]
     value = error.get("input")
@@ -77,14 +86,9 @@ def reason_for(error: Any, leaf: Any) -> str:
         return f"Unsupported value: {show(value)}: supported values: {listed}"
     if kind == "string_pattern_mismatch":
         return f"Invalid value: {show(value)}: should match '{ctx['pattern']}'"
-    if kind == "greater_than_equal":
-        return f"Invalid value: {show(value)}: should be greater than or equal to {ctx['ge']}"
-    if kind == "less_than_equal":
-        return f"Invalid value: {show(value)}: should be less than or equal to {ctx['le']}"
-    if kind == "greater_than":
-        return f"Invalid value: {show(value)}: should be greater than {ctx['gt']}"
-    if kind == "less_than":
-        return f"Invalid value: {show(value)}: should be less than {ctx['lt']}"
+    if kind in _BOUNDS:
+        relation, bound = _BOUNDS[kind]
+        return f"Invalid value: {show(value)}: should be {relation} {ctx[bound]}"
     if kind == "string_too_short":
         return f"Invalid value: {show(value)}: should be at least {ctx['min_length']} chars long"
     if kind == "string_too_long":
