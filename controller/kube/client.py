@@ -8,7 +8,6 @@ http1.py with the same TLS settings and token (aiohttp when a proxy is configure
 
 from __future__ import annotations
 
-import json
 import re
 import ssl
 from collections.abc import AsyncIterator
@@ -24,10 +23,9 @@ from kubernetes_asyncio.config import load_kube_config
 from controller.kube.http1 import Http1Pool
 from controller.kube.objects import Obj
 from controller.kube.resources import ResourceType
+from dpfd import fastjson
 
 MERGE_PATCH = "application/merge-patch+json"
-# One encoder for all requests: json.dumps with non-default separators builds a new encoder on every call.
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
 # Paths made only of these need no percent-encoding (object names are DNS labels): the lean client sends them as
 # they are; any other path goes through aiohttp, which quotes it.
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~-]*")
@@ -66,14 +64,14 @@ class WatchEvent:
 
 
 def _watch_event(line: bytes) -> WatchEvent:
-    doc = json.loads(line)
+    doc = fastjson.loads(line)
     return WatchEvent(str(doc.get("type", "")), doc.get("object") or {})
 
 
 def _error_from_body(status: int, body: bytes, what: str) -> ApiError:
     reason, message = "", body.decode("utf-8", "replace")[:500]
     try:
-        doc = json.loads(body)
+        doc = fastjson.loads(body)
         if isinstance(doc, dict):
             reason = str(doc.get("reason", ""))
             message = str(doc.get("message", message))
@@ -196,7 +194,7 @@ class KubeClient:
         if query:
             kwargs["params"] = query
         if body is not None:
-            kwargs["data"] = _COMPACT.encode(body).encode()
+            kwargs["data"] = fastjson.dumps(body)
         if rest.proxy:
             kwargs["proxy"] = rest.proxy
         if rest.server_hostname:
@@ -219,7 +217,7 @@ class KubeClient:
             target = self._prefix + path
             if query:
                 target += "?" + urlencode(query, quote_via=quote)
-            data = _COMPACT.encode(body).encode() if body is not None else None
+            data = fastjson.dumps(body) if body is not None else None
             answer = await self._http1.request(method, target, await self._headers(content_type), data)
             status, content = answer.status, answer.body
         else:
@@ -244,7 +242,7 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> Obj:
         data = await self._send(method, path, what, query=query, body=body, content_type=content_type)
-        doc = json.loads(data) if data else {}
+        doc = fastjson.loads(data) if data else {}
         return doc if isinstance(doc, dict) else {}
 
     async def list(
@@ -322,7 +320,7 @@ class KubeClient:
         data = await self._send(
             *self._patch_args(rt, namespace, name, subresource), body=patch, content_type=MERGE_PATCH
         )
-        doc = json.loads(data) if data else {}
+        doc = fastjson.loads(data) if data else {}
         return doc if isinstance(doc, dict) else {}
 
     async def patch_no_result(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from dpfd import fastjson
 from dpfd.api.intents import Intent, ObjectRef
 from dpfd.store import KeyValue, keys
 
@@ -103,7 +103,7 @@ class IntentView:
 
 def _generation(raw: bytes) -> int:
     try:
-        g = json.loads(raw).get("generation", 0)
+        g = fastjson.loads(raw).get("generation", 0)
     except (ValueError, AttributeError):
         return 0
     return g if isinstance(g, int) and g >= 0 else 0

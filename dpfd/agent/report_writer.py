@@ -8,6 +8,7 @@ import json
 import logging
 from typing import Any
 
+from dpfd import fastjson
 from dpfd.agent.backoff import Backoff
 from dpfd.agent.log import EventLog, obj
 from dpfd.api.intents import ObjectRef, Report
@@ -160,7 +161,7 @@ class ReportWriter:
                 self._idle.set()
                 continue
             ops: list[Put | Delete] = [
-                Delete(k) if v is _ABSENT else Put(k, _compact_json(v).encode()) for k, v in self._inflight.items()
+                Delete(k) if v is _ABSENT else Put(k, fastjson.dumps(v)) for k, v in self._inflight.items()
             ]
             try:
                 async with asyncio.timeout(self._commit_timeout):  # unlike wait_for, no extra task per commit
@@ -188,10 +189,6 @@ class ReportWriter:
         for k, v in self._inflight.items():
             self._pending.setdefault(k, v)
         self._inflight = {}
-
-
-# One encoder for all reports: json.dumps with options builds a new encoder on every call.
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _comparable(d: dict[str, Any]) -> dict[str, Any]:

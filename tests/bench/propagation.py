@@ -64,7 +64,7 @@ def etcd_ops(url: str) -> dict[str, float]:
     text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
     out: dict[str, float] = {}
     wanted = ("etcd_mvcc_put_total", "etcd_mvcc_delete_total", "etcd_mvcc_range_total", "etcd_mvcc_txn_total",
-              "etcd_debugging_mvcc_events_total")  # fmt: skip
+              "etcd_debugging_mvcc_events_total", "etcd_disk_wal_fsync_duration_seconds_count")  # fmt: skip
     for line in text.splitlines():
         if line.startswith(wanted):
             name, value = line.rsplit(" ", 1)

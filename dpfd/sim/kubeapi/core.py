@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from dpfd import fastjson
 from dpfd.api.conditions import now_rfc3339
 from dpfd.sim.kubeapi import errors
 from dpfd.sim.kubeapi.admission import DpfAdmission, apply_schema_defaults
@@ -357,7 +358,7 @@ class ApiCore:
         try:
             if patch_type == PATCH_APPLY:
                 return yaml.safe_load(raw.decode())
-            return json.loads(raw)
+            return fastjson.loads(raw)
         except (ValueError, yaml.YAMLError) as e:
             raise errors.bad_request(f"error decoding patch: {e}") from e
 

@@ -3,20 +3,17 @@ sends it: the write's own response and every watcher that sees the write's event
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from dpfd import fastjson
 from dpfd.sim.kubeapi.negotiation import METADATA, Representation, partial_metadata, present
 from dpfd.sim.kubeapi.resources import ResourceType
 from dpfd.sim.kubeapi.store import WatchEvent
 
-# One encoder for all: json.dumps with non-default separators builds a new encoder on every call.
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
-
 
 def dumps(obj: Any) -> bytes:
     """`json.dumps(obj, separators=(",", ":"))`, as bytes."""
-    return _COMPACT.encode(obj).encode()
+    return fastjson.dumps(obj)
 
 
 def event_object(ev: WatchEvent, rt: ResourceType, version: str, rep: Representation) -> bytes:

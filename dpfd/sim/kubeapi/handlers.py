@@ -16,6 +16,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from multidict import MultiMapping
 
+from dpfd import fastjson
 from dpfd.sim.kubeapi import discovery, errors, protobuf, tables
 from dpfd.sim.kubeapi.core import PATCH_TYPES, ApiCore
 from dpfd.sim.kubeapi.encoding import dumps as _dumps
@@ -259,7 +260,7 @@ class ApiHandlers:
         if content_type not in (JSON, "application/yaml", "*/*", "application/octet-stream", ""):
             raise errors.unsupported_media_type(content_type)
         try:
-            return json.loads(raw) if raw else None
+            return fastjson.loads(raw) if raw else None
         except ValueError as e:
             raise errors.bad_request(f"the body of the request could not be decoded as JSON: {e}") from e
 
