@@ -20,7 +20,7 @@ from dpfd.agent.backoff import Backoff
 from dpfd.agent.intent_view import IntentEntry, IntentView
 from dpfd.agent.keyed_runner import KeyedRunner
 from dpfd.agent.log import EventLog, obj
-from dpfd.agent.reconciler import LocalStateReconciler, Reconciler
+from dpfd.agent.reconciler import KickingReconciler, LocalStateReconciler, Reconciler
 from dpfd.agent.report_writer import ReportWriter
 from dpfd.api.conditions import Condition, now_rfc3339, set_condition
 from dpfd.api.intents import ObjectRef, Report
@@ -65,6 +65,8 @@ class NodeAgent:
             if r.kind in self._reconcilers:
                 raise ValueError(f"node {self.node}: two reconcilers for kind {r.kind!r}")
             self._reconcilers[r.kind] = r
+            if isinstance(r, KickingReconciler):
+                r.bind(self.kick)
         self.view = IntentView(self.node)
         self.writer = ReportWriter(store, self.node, batch_delay=self.options.report_batch_delay)
         self._runner: KeyedRunner[ObjectRef] = KeyedRunner(self._reconcile_ref, self.options.concurrency)
@@ -100,6 +102,9 @@ class NodeAgent:
         self._stopping.set()
         await self._cancel_tasks("watch", "resync")
         finished = await self._runner.stop(grace)
+        for r in self._reconcilers.values():
+            if isinstance(r, KickingReconciler):
+                await r.close()  # background work (downloads, DMS calls) stops; its progress is on disk
         flushed = await self.writer.flush(min(5.0, max(grace, 0.1)))
         await self.writer.stop()
         await self._cancel_tasks("session")
@@ -286,6 +291,14 @@ class NodeAgent:
                     self._runner.kick(ref)
 
     # -- reconciling -------------------------------------------------------------------------------
+
+    def kick(self, ref: ObjectRef, delay: float = 0.0) -> None:
+        """Reconcile `ref` again, now or after `delay` seconds (reconcilers call this when background work ends)."""
+        if delay <= 0:
+            self._runner.cancel_delayed(ref)
+            self._runner.kick(ref)
+        else:
+            self._runner.kick_after(ref, delay)
 
     async def _reconcile_ref(self, ref: ObjectRef) -> None:
         if not self.registered.is_set():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
 from dpfd.api.intents import Intent, ObjectRef, Report
@@ -32,3 +32,16 @@ class LocalStateReconciler(Reconciler, Protocol):
     """
 
     def local_refs(self) -> Iterable[ObjectRef]: ...
+
+
+@runtime_checkable
+class KickingReconciler(Reconciler, Protocol):
+    """A reconciler with work that outlives a reconcile (downloads, flashing, reboots).
+
+    The agent hands it `kick(ref, delay)` to be reconciled again when that work ends or a wait is over, and
+    calls `close()` on shutdown to stop the work (whose progress the reconciler keeps on disk).
+    """
+
+    def bind(self, kick: Callable[[ObjectRef, float], None]) -> None: ...
+
+    async def close(self) -> None: ...

@@ -39,6 +39,10 @@ class Intent(BaseModel):
     # The object is being deleted (it has a deletionTimestamp): the node releases what it holds and reports
     # phase "Deleting"; the intent disappears once the controller has finished the deletion.
     deleting: bool = False
+    # What the controller resolved for the node beyond the object itself: referenced objects (a DPU's BFB,
+    # flavor, cluster join material) and its answers to the node's requests (node effect applied, the DPU's
+    # Node Ready in its cluster). Changes here re-run the reconciler without a new generation.
+    context: dict[str, Any] = Field(default_factory=dict)
 
 
 class Report(BaseModel):

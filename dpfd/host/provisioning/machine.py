@@ -1,0 +1,505 @@
+"""DpuProvisioner: DPF's DPU phase machine, run by the host dpfd for each DPU on its host.
+
+Level-triggered: every reconcile reads the intent and the persisted progress, and does the next thing.
+Quick checks run inline; anything that waits on the outside world (download, DMS, reboots, netlink) runs as
+one background task per DPU, which kicks the DPU again when it ends. Progress is written durably before
+and after every step that touches the DPU, so a restart resumes where it stopped (see `progress`).
+
+Unlike DPF, Error is not a dead end: the failed phase is retried with exponential backoff, and an operator
+can ask for a retry or a reflash by annotating the DPU (`ANNOTATION_RETRY`, `ANNOTATION_REFLASH`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpfd.agent.backoff import Backoff
+from dpfd.api.conditions import Condition, set_condition
+from dpfd.api.intents import Intent, ObjectRef, Report
+from dpfd.host.provisioning import phases as P
+from dpfd.host.provisioning.deps import (
+    BfbSource,
+    BfCfgRenderer,
+    DmsProvider,
+    DpuTarget,
+    HostNetwork,
+    HostPower,
+    Inventory,
+    ProvisioningFailure,
+)
+from dpfd.host.provisioning.progress import Progress, ProgressStore, StepError, install_identity
+
+log = logging.getLogger(__name__)
+
+KIND = "DPU"
+ANNOTATION_RETRY = "provisioning.dpu.nvidia.com/retry"  # any new value: retry a failed phase now
+ANNOTATION_REFLASH = "provisioning.dpu.nvidia.com/reflash"  # any new value: flash again from the start
+DEFAULT_NUM_VFS = 16
+DEFAULT_MTU = 1500
+
+Kick = Callable[[ObjectRef, float], None]
+
+
+@dataclass
+class ProvisioningDeps:
+    inventory: Inventory
+    bfbs: BfbSource
+    dms: DmsProvider
+    power: HostPower
+    network: HostNetwork
+    render_bf_cfg: BfCfgRenderer
+    retry: Backoff = field(default_factory=lambda: Backoff(base=5.0, cap=300.0))
+    dpu_reboot_timeout: float = 1800.0  # DPF allows 30 min for activation and its reboot
+    recheck_interval: float = 10.0  # how often to look again at something outside our control
+    clock: Callable[[], float] = time.time
+
+
+@dataclass
+class _Wait:
+    """Stay in the phase: `reason`/`message` say why; look again after `recheck` seconds (None: on change)."""
+
+    reason: str
+    message: str
+    recheck: float | None = None
+
+
+@dataclass
+class _Background:
+    """Run `work` as the DPU's background task; the phase is done when it returns."""
+
+    what: str
+    work: Callable[[], Awaitable[None]]
+
+
+_ADVANCE = object()
+StepOutcome = _Wait | _Background | object
+
+
+class DpuProvisioner:
+    """The host role's reconciler for kind DPU."""
+
+    kind = KIND
+
+    def __init__(self, node: str, state_dir: Path, deps: ProvisioningDeps) -> None:
+        self.node = node
+        self.deps = deps
+        self.progress = ProgressStore(state_dir)
+        self._kick: Kick = lambda ref, delay: None
+        self._tasks: dict[ObjectRef, tuple[str, asyncio.Task[None]]] = {}
+        self._live: dict[ObjectRef, dict[str, Any]] = {}  # per-DPU figures of the running step (bytes sent, ...)
+
+    def bind(self, kick: Kick) -> None:
+        """The agent's way to run this DPU's reconcile again (after `delay` seconds)."""
+        self._kick = kick
+
+    def local_refs(self) -> list[ObjectRef]:
+        return self.progress.refs(KIND)
+
+    # -- the reconcile ------------------------------------------------------------------------------
+
+    async def reconcile(self, ref: ObjectRef, intent: Intent | None) -> Report | None:
+        if intent is None:
+            await self._cancel(ref)
+            self.progress.remove(ref)
+            return None
+        running = self._tasks.get(ref)
+        if running is not None and not running[1].done():
+            current = self.progress.load(ref)
+            unchanged = (
+                current is not None and current.uid == intent.uid and current.install_id == self._install_id(intent)
+            )
+            if unchanged and not intent.deleting and not self._operator_asks(intent, current):
+                assert current is not None
+                return self._report(intent, current, _Wait(P.REASON_IN_PROGRESS, running[0]))
+            await self._cancel(ref)  # the DPU is going away or is to be flashed with something else
+        p = self._load(ref, intent)
+        if intent.deleting:
+            await self._cancel(ref)
+            self.progress.remove(ref)
+            return self._deleting_report(intent, p)
+        outcome = self._consume_task(ref, p)
+        self._operator_requests(intent, p)
+        if p.error is not None:
+            wait = self._error_wait(ref, p)
+            if wait is not None:
+                self._save(ref, p)
+                return self._report(intent, p, wait)
+        result = outcome if outcome is not None else await self._advance(ref, intent, p)
+        self._save(ref, p)
+        return self._report(intent, p, result)
+
+    async def _advance(self, ref: ObjectRef, intent: Intent, p: Progress) -> StepOutcome:
+        """Run phases from the current one until one has to wait."""
+        start = P.HAPPY_PATH.index(p.phase) if p.phase in P.HAPPY_PATH else 0
+        for phase in P.HAPPY_PATH[start:]:
+            p.enter(phase)
+            if phase == P.READY:
+                return _ADVANCE
+            outcome = await self._step(phase, ref, intent, p)
+            if outcome is _ADVANCE:
+                continue
+            if isinstance(outcome, _Background):
+                self._start(ref, p, outcome)
+            return outcome
+        return _ADVANCE
+
+    async def _step(self, phase: str, ref: ObjectRef, intent: Intent, p: Progress) -> StepOutcome:
+        target = _target(ref, intent)
+        if phase == P.INITIALIZING:
+            return self._initializing(target, intent)
+        if phase == P.NODE_EFFECT:
+            return _node_effect(intent)
+        if phase == P.PENDING:
+            return self._pending(ref, intent, p)
+        if phase == P.DMS_DEPLOYMENT:
+            return _Background("starting DMS", lambda: self.deps.dms.ensure_running(target))
+        if phase == P.OS_INSTALLING:
+            return _Background("installing the BFB through DMS", lambda: self._install(ref, target, intent, p))
+        if phase == P.REBOOTING:
+            return self._rebooting(ref, target, intent, p)
+        if phase == P.HOST_NETWORK:
+            if p.host_network_ready:
+                return _ADVANCE
+            return _Background("configuring host network", lambda: self._host_network(ref, target, intent, p))
+        if phase == P.CLUSTER_CONFIG:
+            if intent.context.get("clusterNodeReady"):
+                p.cluster_ready = True
+                return _ADVANCE
+            return _Wait(P.REASON_WAITING, f"waiting for Node {ref.name} to be Ready in its DPU cluster")
+        raise AssertionError(f"no step for phase {phase!r}")
+
+    # -- phases -------------------------------------------------------------------------------------
+
+    def _initializing(self, target: DpuTarget, intent: Intent) -> StepOutcome:
+        if not self.deps.inventory.has_dpu(target.pci_address):
+            return _Wait(
+                P.REASON_DPU_NOT_FOUND,
+                f"no BlueField at PCI address {target.pci_address} on {self.node}",
+                self.deps.recheck_interval,
+            )
+        if not self.deps.inventory.oob_bridge_configured():
+            return _Wait(
+                P.REASON_OOB_BRIDGE,
+                f"bridge br-dpu on {self.node} is missing or has no IPv4 address",
+                self.deps.recheck_interval,
+            )
+        if not intent.context.get("cluster"):
+            return _Wait(P.REASON_WAITING, "waiting for the controller to assign a DPU cluster")
+        return _ADVANCE
+
+    def _pending(self, ref: ObjectRef, intent: Intent, p: Progress) -> StepOutcome:
+        bfb = intent.context.get("bfb") or {}
+        if not bfb.get("url"):
+            return _Wait(P.REASON_WAITING, f"BFB {intent.spec.get('bfb')!r} does not exist (yet)")
+        if p.bfb_digest and self._install_id(intent) == p.install_id:
+            return _ADVANCE
+
+        async def fetch() -> None:
+            def progress(done: int, total: int | None) -> None:
+                self._live[ref] = {"downloaded": done, "size": total}
+
+            fetched = await self.deps.bfbs.fetch(str(bfb["url"]), progress)
+            p.bfb_digest = fetched.sha256
+
+        return _Background(f"downloading BFB {bfb.get('name', '')}", fetch)
+
+    async def _install(self, ref: ObjectRef, target: DpuTarget, intent: Intent, p: Progress) -> None:
+        bfb = intent.context.get("bfb") or {}
+        version = str(bfb.get("fileName") or f"{ref.namespace}-{bfb.get('name', '')}.bfb")
+        cfg_version = f"{ref.name}.cfg"
+        session = await self.deps.dms.session(target)
+        try:
+            if not p.mode_set:
+                await session.set_dpu_mode()
+                p.mode_set = True
+                self._save(ref, p)
+            if not p.bfb_installed:
+                p.bfb_install_started = True
+                self._save(ref, p)
+                fetched = await self.deps.bfbs.fetch(str(bfb["url"]))
+
+                def sent(done: int, total: int) -> None:
+                    self._live[ref] = {"installed": done, "size": total}
+
+                await session.install(version, fetched.path, sent)
+                p.bfb_installed = True
+                self._save(ref, p)
+            if not p.cfg_installed:
+                cfg = self.deps.render_bf_cfg(intent.context.get("flavor") or {}, self._bf_cfg_context(ref, intent))
+                await session.install_bf_cfg(cfg_version, cfg)
+                p.cfg_installed = True
+                self._save(ref, p)
+            if not p.activated:
+                want = f"{version};{cfg_version}"
+                # A restart after Activate was sent but before it was recorded: ask the DPU, do not activate twice.
+                if not (p.activate_started and await session.running_version() == want):
+                    p.activate_started = True
+                    p.activated_at = self.deps.clock()
+                    self._save(ref, p)
+                    await session.activate(want)
+                p.activated = True
+                self._save(ref, p)
+        finally:
+            await session.close()
+
+    def _rebooting(self, ref: ObjectRef, target: DpuTarget, intent: Intent, p: Progress) -> StepOutcome:
+        if not p.dpu_rebooted:
+
+            async def dpu_reboot() -> None:
+                session = await self.deps.dms.session(target)
+                try:
+                    await session.wait_reboot_done(self.deps.dpu_reboot_timeout)
+                finally:
+                    await session.close()
+                p.dpu_rebooted = True
+
+            return _Background("waiting for the DPU to reboot", dpu_reboot)
+        if p.host_rebooted:
+            return _ADVANCE
+        method = _host_reboot_method(intent)
+        if method == "skip":
+            p.host_rebooted = True
+            return _ADVANCE
+        # Done once the host has been up for less time than has passed since the flash was activated.
+        since = self.deps.clock() - p.activated_at
+        if p.host_reboot_requested_at or method == "manual":
+            if self.deps.power.uptime() < since:
+                p.host_rebooted = True
+                return _ADVANCE
+            if method == "manual":
+                return _Wait(
+                    P.REASON_WAITING, f"waiting for a manual reboot of {self.node}", self.deps.recheck_interval
+                )
+            return _Wait(P.REASON_IN_PROGRESS, f"host {self.node} is rebooting ({method})", self.deps.recheck_interval)
+
+        async def reboot() -> None:
+            p.host_reboot_method = method
+            p.host_reboot_requested_at = self.deps.clock()
+            self._save(ref, p)
+            await self.deps.power.reboot(method)
+
+        return _Background(f"rebooting host {self.node} ({method})", reboot)
+
+    async def _host_network(self, ref: ObjectRef, target: DpuTarget, intent: Intent, p: Progress) -> None:
+        num_vfs = int(intent.context.get("numVFs") or DEFAULT_NUM_VFS)
+        mtu = int(intent.context.get("mtu") or DEFAULT_MTU)
+        self._live[ref] = await self.deps.network.configure(target, num_vfs=num_vfs, mtu=mtu)
+        p.host_network_ready = True
+
+    # -- background work ----------------------------------------------------------------------------
+
+    def _start(self, ref: ObjectRef, p: Progress, bg: _Background) -> None:
+        async def run() -> None:
+            try:
+                await bg.work()
+            finally:
+                self._kick(ref, 0.0)
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"{bg.what} {ref.name}")
+        self._tasks[ref] = (bg.what, task)
+
+    def _consume_task(self, ref: ObjectRef, p: Progress) -> StepOutcome | None:
+        """Take the result of the DPU's finished background task: a failure becomes the phase's error."""
+        entry = self._tasks.get(ref)
+        if entry is None or not entry[1].done():
+            return None
+        del self._tasks[ref]
+        what, task = entry
+        self._live.pop(ref, None)
+        if task.cancelled():
+            return None
+        exc = task.exception()
+        if exc is None:
+            p.attempts = 0
+            p.error = None
+            # The phase's work is done: move past it.
+            nxt = P.HAPPY_PATH.index(p.phase) + 1 if p.phase in P.HAPPY_PATH else 0
+            if p.phase not in (P.REBOOTING,):  # Rebooting has two parts (DPU, host): re-check it
+                p.enter(P.HAPPY_PATH[min(nxt, len(P.HAPPY_PATH) - 1)])
+            return None
+        reason = exc.reason if isinstance(exc, ProvisioningFailure) else _reason_of(p.phase)
+        message = exc.message if isinstance(exc, ProvisioningFailure) else f"{what}: {type(exc).__name__}: {exc}"
+        if p.phase == P.PENDING:
+            # A BFB that cannot be had leaves the DPU Pending with the reason (DPF leaves users guessing here).
+            p.attempts += 1
+            delay = self.deps.retry.delay(p.attempts)
+            self._kick(ref, delay)
+            return _Wait(reason, f"{message} (attempt {p.attempts}, retrying in {delay:.0f}s)")
+        self._fail(ref, p, reason, message)
+        return None
+
+    def _fail(self, ref: ObjectRef, p: Progress, reason: str, message: str) -> None:
+        p.attempts += 1
+        now = self.deps.clock()
+        p.error = StepError(phase=p.phase, reason=reason, message=message, at=now)
+        delay = self.deps.retry.delay(p.attempts)
+        p.next_retry_at = now + delay
+        p.enter(P.ERROR)
+        log.warning("provisioning failed", extra={"dpu": ref.name, "phase": p.error.phase, "reason": reason})
+
+    def _error_wait(self, ref: ObjectRef, p: Progress) -> _Wait | None:
+        """In Error: wait for the retry time; then resume at Node Effect (the effect was reverted at Error)."""
+        assert p.error is not None
+        left = p.next_retry_at - self.deps.clock()
+        if left > 0:
+            self._kick(ref, left)
+            return _Wait(p.error.reason, f"{p.error.message} (attempt {p.attempts}; retrying in {left:.0f}s)")
+        p.error = None
+        p.enter(P.NODE_EFFECT)
+        return None
+
+    @staticmethod
+    def _operator_asks(intent: Intent, p: Progress | None) -> bool:
+        if p is None:
+            return False
+        return intent.annotations.get(ANNOTATION_REFLASH, p.reflash_nonce) != p.reflash_nonce
+
+    def _operator_requests(self, intent: Intent, p: Progress) -> None:
+        retry = intent.annotations.get(ANNOTATION_RETRY, "")
+        if retry and retry != p.retry_nonce:
+            p.retry_nonce = retry
+            p.next_retry_at = 0.0
+        reflash = intent.annotations.get(ANNOTATION_REFLASH, "")
+        if reflash and reflash != p.reflash_nonce:
+            p.reflash_nonce = reflash
+            p.reset_install()
+            p.error = None
+            p.attempts = 0
+            p.enter(P.INITIALIZING)
+
+    async def _cancel(self, ref: ObjectRef) -> None:
+        entry = self._tasks.pop(ref, None)
+        self._live.pop(ref, None)
+        if entry is not None:
+            entry[1].cancel()
+            with contextlib.suppress(BaseException):
+                await entry[1]
+
+    async def close(self) -> None:
+        for ref in list(self._tasks):
+            await self._cancel(ref)
+
+    # -- state --------------------------------------------------------------------------------------
+
+    def _install_id(self, intent: Intent) -> str:
+        bfb = intent.context.get("bfb") or {}
+        return install_identity(str(bfb.get("fileName") or ""), str(bfb.get("url") or ""),
+                                intent.context.get("flavor") or {}, {"flavorName": intent.spec.get("dpuFlavor")})  # fmt: skip
+
+    def _load(self, ref: ObjectRef, intent: Intent) -> Progress:
+        p = self.progress.load(ref)
+        if p is None or p.uid != intent.uid:
+            p = Progress(uid=intent.uid)
+        install_id = self._install_id(intent)
+        if p.install_id != install_id:
+            if p.install_id:  # a new BFB or flavor for the same DPU: flash again
+                p.reset_install()
+                p.bfb_digest = ""
+                p.enter(P.INITIALIZING)
+            p.install_id = install_id
+        return p
+
+    def _save(self, ref: ObjectRef, p: Progress) -> None:
+        self.progress.save(ref, p)
+
+    def _bf_cfg_context(self, ref: ObjectRef, intent: Intent) -> dict[str, Any]:
+        return {
+            "dpuName": ref.name,
+            "nodeName": self.node,
+            "cluster": intent.context.get("cluster") or {},
+            "dpfd": intent.context.get("dpfd") or {},
+            "bfb": intent.context.get("bfb") or {},
+        }
+
+    # -- reports ------------------------------------------------------------------------------------
+
+    def _report(self, intent: Intent, p: Progress, outcome: StepOutcome) -> Report:
+        conditions: list[Condition] = []
+        gen = intent.generation
+        for phase in P.HAPPY_PATH[:-1]:
+            cond_type = P.CONDITION_OF_PHASE[phase]
+            if _passed(p, phase):
+                cond = Condition(type=cond_type, status="True", reason=P.REASON_DONE, observedGeneration=gen)
+            elif p.error is not None and p.error.phase == phase:
+                cond = Condition(type=cond_type, status="False", reason=p.error.reason, message=p.error.message[:32768],
+                                 observedGeneration=gen)  # fmt: skip
+            elif phase == p.phase and isinstance(outcome, _Wait):
+                cond = Condition(type=cond_type, status="False", reason=outcome.reason, message=outcome.message,
+                                 observedGeneration=gen)  # fmt: skip
+            else:
+                continue
+            conditions = set_condition(conditions, cond)
+        if isinstance(outcome, _Wait) and outcome.recheck is not None:
+            self._kick(intent.ref, outcome.recheck)
+        details: dict[str, Any] = {"nodeEffect": _node_effect_request(intent, p)}
+        live = self._live.get(intent.ref)
+        if live:
+            details["progress"] = dict(live)
+        if p.error is not None:
+            details["retryAt"] = p.next_retry_at
+            details["attempts"] = p.attempts
+        return Report(node=self.node, ref=intent.ref, uid=intent.uid, observedGeneration=gen, phase=p.phase,
+                      conditions=conditions, details=details)  # fmt: skip
+
+    def _deleting_report(self, intent: Intent, p: Progress) -> Report:
+        return Report(node=self.node, ref=intent.ref, uid=intent.uid, observedGeneration=intent.generation,
+                      phase=P.DELETING, details={"released": True, "nodeEffect": {"request": "revert"}})  # fmt: skip
+
+
+def _target(ref: ObjectRef, intent: Intent) -> DpuTarget:
+    return DpuTarget(name=ref.name, namespace=ref.namespace, pci_address=str(intent.spec.get("pciAddress") or ""),
+                     node=intent.node)  # fmt: skip
+
+
+def _node_effect(intent: Intent) -> StepOutcome:
+    effect = intent.spec.get("nodeEffect") or {}
+    if effect.get("noEffect"):
+        return _ADVANCE
+    answer = intent.context.get("nodeEffect") or {}
+    if answer.get("applied"):
+        return _ADVANCE
+    return _Wait(P.REASON_IN_PROGRESS, str(answer.get("message") or "waiting for the node effect to be applied"))
+
+
+def _node_effect_request(intent: Intent, p: Progress) -> dict[str, Any]:
+    """What the host asks of the controller for its Node: apply the effect while flashing, revert otherwise."""
+    effect = intent.spec.get("nodeEffect") or {}
+    if effect.get("noEffect"):
+        return {"request": "none"}
+    applying = p.phase in P.HAPPY_PATH[1 : P.HAPPY_PATH.index(P.READY)]
+    return {"request": "apply" if applying else "revert", "effect": effect}
+
+
+def _host_reboot_method(intent: Intent) -> str:
+    """DPF's choice: power cycle when the flash needs it, else a warm reset; Node annotations may say skip;
+    without automatic reboot, someone reboots the host by hand."""
+    effect = intent.spec.get("nodeEffect") or {}
+    automatic = bool(intent.spec.get("automaticNodeReboot", True)) or bool((effect.get("drain") or {}).get(
+        "automaticNodeReboot"))  # fmt: skip
+    host = intent.context.get("hostAnnotations") or {}
+    if intent.annotations.get(P.ANNOTATION_POWER_CYCLE_REQUIRED) == "true":
+        command = host.get(P.ANNOTATION_POWERCYCLE_COMMAND, "cycle")
+    else:
+        command = host.get(P.ANNOTATION_REBOOT_COMMAND, "reset")
+    if command == "skip":
+        return "skip"
+    return command if automatic else "manual"
+
+
+def _passed(p: Progress, phase: str) -> bool:
+    if p.phase not in P.HAPPY_PATH:
+        # In Error: the phases before the failed one are done.
+        failed = p.error.phase if p.error is not None else P.INITIALIZING
+        return failed in P.HAPPY_PATH and P.HAPPY_PATH.index(phase) < P.HAPPY_PATH.index(failed)
+    return P.HAPPY_PATH.index(phase) < P.HAPPY_PATH.index(p.phase)
+
+
+def _reason_of(phase: str) -> str:
+    return P.REASON_INSTALL_FAILED if phase == P.OS_INSTALLING else f"{phase.title().replace(' ', '')}Failed"
