@@ -19,7 +19,7 @@ import yaml
 
 from dpfd import fastjson
 from dpfd.api.conditions import now_rfc3339
-from dpfd.sim.kubeapi import errors
+from dpfd.sim.kubeapi import disruption, errors
 from dpfd.sim.kubeapi.admission import DpfAdmission, apply_schema_defaults
 from dpfd.sim.kubeapi.errors import ApiError
 from dpfd.sim.kubeapi.patch import PatchError, clone, json_patch, merge_patch, strategic_merge_patch
@@ -225,6 +225,9 @@ class ApiCore:
             obj["status"] = {"phase": "Pending"}
         elif rt.key == ("", "secrets"):
             obj["type"] = obj.get("type") or "Opaque"
+        elif rt.key == disruption.PDBS:
+            self._check_budget(rt, obj)
+            obj["status"] = self._budget_status(obj)
 
     def _crd_type(self, crd: Obj, old_crd: Obj | None) -> ResourceType:
         """The type a CRD object defines; also fills in the CRD's status as the API server does."""
@@ -434,6 +437,8 @@ class ApiCore:
                 )
         if defaults:
             apply_schema_defaults(rt.schemas.get(rt.storage_version), new)
+        if admit and rt.key == disruption.PDBS:
+            self._check_budget(rt, new)
         # DPF's webhooks are registered for the main resource only: writes to /status are not sent to them.
         if admit:
             new = self.admission.admit_update(rt, old, new, defaults=defaults)
@@ -571,6 +576,8 @@ class ApiCore:
                 self._schedule_gc(("namespace", ns))
         if rt.key == CRDS:
             self._drop_custom_resource(gone)
+        if rt.key == disruption.PODS:
+            self._refresh_budgets(meta.get("namespace", ""))
         return gone
 
     def _drop_custom_resource(self, crd: Obj) -> None:
@@ -587,6 +594,63 @@ class ApiCore:
         if refs and all(self.store.by_uid(str(r.get("uid"))) is None for r in refs):
             meta = obj["metadata"]
             self._schedule_gc(("orphaned", (rt.key, meta.get("namespace", ""), meta["name"])))
+        if rt.key == disruption.PODS:
+            self._refresh_budgets(obj["metadata"].get("namespace", ""))
+        elif rt.key == disruption.PDBS:
+            self._refresh_budgets(obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+
+    # ---- PodDisruptionBudgets and the eviction subresource (see disruption.py)
+
+    def _check_budget(self, rt: ResourceType, pdb: Obj) -> None:
+        problems = disruption.spec_problems(pdb)
+        if problems:
+            raise errors.invalid(rt, str(pdb["metadata"].get("name", "")), problems)
+
+    def _replicas_of(self, pod: Obj) -> int | None:
+        for ref in pod["metadata"].get("ownerReferences") or []:
+            key = self.store.by_uid(str(ref.get("uid"))) if ref.get("controller") else None
+            owner = self.store.get(*key) if key is not None else None
+            replicas = ((owner or {}).get("spec") or {}).get("replicas")
+            if isinstance(replicas, int) and not isinstance(replicas, bool):
+                return replicas
+        return None
+
+    def _budget_status(self, pdb: Obj) -> Obj:
+        pods = self.store.in_scope(disruption.PODS, pdb["metadata"].get("namespace", ""))
+        return disruption.compute_status(pdb, pods, self._replicas_of, now_rfc3339())
+
+    def _refresh_budgets(self, namespace: str, only: str | None = None) -> None:
+        """Keep the budgets' status current, as the disruption controller does (here, at once)."""
+        rt = self.registry.by_key(disruption.PDBS)
+        if rt is None or not namespace:
+            return
+        for pdb in self.store.in_scope(disruption.PDBS, namespace):
+            if (only is not None and pdb["metadata"]["name"] != only) or _is_deleting(pdb):
+                continue
+            status = self._budget_status(pdb)
+            if status != pdb.get("status"):
+                new = {**pdb, "metadata": dict(pdb["metadata"]), "status": status}  # stored objects are never mutated
+                self._commit_update(rt, pdb, new, defaults=False, admit=False)
+
+    def evict(self, rt: ResourceType, namespace: str, name: str, body: Any, *, dry_run: bool = False) -> Obj:
+        """POST pods/{name}/eviction: delete the pod if its PodDisruptionBudget allows; 429 if not."""
+        if body is not None and not isinstance(body, dict):
+            raise errors.bad_request("the body of an Eviction must be a JSON object")
+        eviction = body or {}
+        meta = eviction.get("metadata") or {}
+        if meta.get("name") and meta["name"] != name:
+            raise errors.bad_request("name in URL does not match name in Eviction object")
+        pod = self.get(rt, namespace, name)
+        disruption.verdict(pod, self.store.in_scope(disruption.PDBS, namespace))
+        opts = eviction.get("deleteOptions") or {}
+        return self.delete(
+            rt,
+            namespace,
+            name,
+            propagation=opts.get("propagationPolicy"),
+            preconditions=opts.get("preconditions"),
+            dry_run=dry_run,
+        )
 
     # ---- garbage collection (asynchronous, like the real controller: soon after the write, not during it)
 

@@ -406,17 +406,8 @@ class ApiHandlers:
     async def _evict(
         self, request: web.BaseRequest, rt: ResourceType, ns: str, name: str, dry_run: bool
     ) -> web.Response:
-        """The Eviction API: deletes the pod (no PodDisruptionBudgets here)."""
-        body = await self._json_body(request) or {}
-        opts = body.get("deleteOptions") or {} if isinstance(body, dict) else {}
-        self.core.delete(
-            rt,
-            ns,
-            name,
-            propagation=opts.get("propagationPolicy"),
-            preconditions=opts.get("preconditions"),
-            dry_run=dry_run,
-        )
+        """The Eviction API: deletes the pod unless its PodDisruptionBudget forbids it (429)."""
+        self.core.evict(rt, ns, name, await self._json_body(request), dry_run=dry_run)
         return json_response(
             {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
             status=201,

@@ -137,6 +137,16 @@ def _pod_restarts(obj: Obj) -> int:
     return sum(int(s.get("restartCount") or 0) for s in (obj.get("status") or {}).get("containerStatuses") or [])
 
 
+def _budget_bound(key: str) -> Cell:
+    """A PodDisruptionBudget's minAvailable or maxUnavailable, N/A when unset (the built-in printer's)."""
+
+    def cell(obj: Obj) -> str:
+        value = (obj.get("spec") or {}).get(key)
+        return "N/A" if value is None else str(value)
+
+    return cell
+
+
 def _event_object(obj: Obj) -> str:
     ref = obj.get("involvedObject") or obj.get("regarding") or {}
     return f"{str(ref.get('kind', '')).lower()}/{ref.get('name', '')}"
@@ -164,6 +174,28 @@ _BUILTIN: dict[tuple[str, str], list[Column]] = {
         AGE,
         Column("IP", "string", _field(".status.podIP"), priority=1),
         Column("Node", "string", _field(".spec.nodeName"), priority=1),
+    ],
+    ("policy", "poddisruptionbudgets"): [
+        NAME,
+        Column(
+            "Min Available",
+            "string",
+            _budget_bound("minAvailable"),
+            "The minimum number of pods that must be available.",
+        ),
+        Column(
+            "Max Unavailable",
+            "string",
+            _budget_bound("maxUnavailable"),
+            "The maximum number of pods that may be unavailable.",
+        ),
+        Column(
+            "Allowed Disruptions",
+            "integer",
+            lambda o: int((o.get("status") or {}).get("disruptionsAllowed") or 0),
+            "Calculated number of pods that may be disrupted at this time.",
+        ),
+        AGE,
     ],
     ("", "secrets"): [
         NAME,
