@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dpfd.api.names import dns1123_subdomain_error
 from dpfd.api.provisioning import DPUFlavorSpec
-from dpfd.config import parse_config
+from dpfd.config import ConfigError, parse_config
 from dpfd.host import bfcfg_template as t
 
 MAX_BF_CFG_SIZE: Final = 128 * 1024  # DMS refuses larger bf.cfg files (DOCA >= 2.8)
@@ -309,7 +309,7 @@ def _dpfd_files(writes: _Writes, ctx: BfCfgContext) -> None:
     text = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
     try:
         parse_config(text, t.DPFD_CONFIG)
-    except Exception as e:  # ConfigError names the field; say which input produced it
+    except ConfigError as e:
         raise BfCfgError(f"dpfd settings do not make a valid dpfd config: {e}") from None
     writes.add(t.DPFD_CONFIG, text, "0644", label="dpfd config")
     pki = (
@@ -415,7 +415,7 @@ def _bfcfg_parameters(params: list[str]) -> tuple[list[str], str | None]:
             raise BfCfgError(f"{where}: the value of {key} is {len(words)} words; quote it to make one value")
         word = words[0] if words else ""
         if key == _PASSWORD_KEY:
-            password = word
+            password = word or None  # DPF: an empty ubuntu_PASSWORD means none
             continue
         lines.append(f"{key}={shlex.quote(word)}" if word else f"{key}=")
     return lines, password

@@ -342,6 +342,12 @@ def test_other_unsafe_values_are_refused() -> None:
         render_bf_cfg(DPUFlavorSpec(nvconfig=[{"parameters": ["PF_TOTAL_SF=20"]}]), minimal_context(sf_count=30))
 
 
+def test_endpoints_dpfd_cannot_load_are_refused() -> None:
+    ctx = minimal_context(dpfd=DpuDaemonSettings(etcd_endpoints=("10.0.110.10:2379",)))
+    with pytest.raises(BfCfgError, match=r"dpfd settings do not make a valid dpfd config: .*must be a URL"):
+        render_bf_cfg(DPUFlavorSpec(), ctx)
+
+
 def test_join_command_parsing() -> None:
     join = KubeadmJoin.from_join_command(JOIN_COMMAND + " ")
     assert (join.api_server_endpoint, join.token, join.ca_cert_hashes) == (
