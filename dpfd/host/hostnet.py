@@ -131,7 +131,7 @@ async def configure_host_network(
 
     changes: list[str] = []
     for pf_dir in pf_dirs:
-        change = await _ensure_num_vfs(name, pf_dir, num_vfs, timeout)
+        change = await ensure_num_vfs(name, pf_dir, num_vfs, timeout)
         if change:
             changes.append(change)
 
@@ -193,8 +193,11 @@ def _vfs_state(pf_dir: Path, n: int) -> bool:
     return (n == 0 or os.path.lexists(pf_dir / f"virtfn{n - 1}")) and not os.path.lexists(pf_dir / f"virtfn{n}")
 
 
-async def _ensure_num_vfs(name: str, pf_dir: Path, n: int, within: float) -> str | None:
-    """Bring one PF's VF count to `n` (through 0 if another non-zero count is set); a change note, or None."""
+async def ensure_num_vfs(name: str, pf_dir: Path, n: int, within: float = DEFAULT_TIMEOUT) -> str | None:
+    """Bring one PF's VF count to `n` (through 0 if another count is set) and wait for the VFs; a change note, or None.
+
+    `name` names the DPU in errors; `pf_dir` is the PF's `bus/pci/devices/<address>`. Raises HostNetworkError.
+    """
     path = pf_dir / "sriov_numvfs"
     try:
         current = await asyncio.to_thread(read_sriov_numvfs, path)
@@ -203,10 +206,11 @@ async def _ensure_num_vfs(name: str, pf_dir: Path, n: int, within: float) -> str
     if current == n:
         await _set_and_wait(name, pf_dir, n, within, write=False)  # the VFs themselves may still be appearing
         return None
-    if current:
+    through_zero = bool(current) and n != 0  # the kernel refuses a new non-zero count while VFs are enabled
+    if through_zero:
         await _set_and_wait(name, pf_dir, 0, within, write=True)
     await _set_and_wait(name, pf_dir, n, within, write=True)
-    return f"{pf_dir.name} sriov_numvfs {current} -> {n}" + (" (through 0)" if current else "")
+    return f"{pf_dir.name} sriov_numvfs {current} -> {n}" + (" (through 0)" if through_zero else "")
 
 
 async def _set_and_wait(name: str, pf_dir: Path, n: int, within: float, *, write: bool) -> None:

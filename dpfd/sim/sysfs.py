@@ -121,6 +121,7 @@ class EmulatedSysfs:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.events: list[str] = []  # what the emulated kernel did with sriov_numvfs writes, in order
         for sub in ("bus/pci/devices", "class/net", "devices"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
@@ -203,7 +204,10 @@ class EmulatedSysfs:
         )
 
     async def apply_sriov_writes(self, vf_netdevs: VfNetdevFactory | None = None) -> list[str]:
-        """One pass over every PF's sriov_numvfs: act on new values as the kernel would; returns what it did."""
+        """One pass over every PF's sriov_numvfs: act on new values as the kernel would; returns what it did.
+
+        Also appended to `events`.
+        """
         done: list[str] = []
         for pf in self._sriov_pfs():
             text = (pf / "sriov_numvfs").read_text().strip()
@@ -226,6 +230,7 @@ class EmulatedSysfs:
                 for index in range(wanted):
                     await self._create_vf(pf, self._vf(pf, index), vf_netdevs)
             done.append(f"{pf.name}: {enabled} -> {wanted} VFs")
+        self.events += done
         return done
 
     @staticmethod
