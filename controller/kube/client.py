@@ -34,11 +34,14 @@ _PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~-]*")
 class ApiError(Exception):
     """A non-2xx answer from the API server, naming the request and the server's reason."""
 
-    def __init__(self, status: int, reason: str, message: str, what: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, what: str, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{what}: {status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.details = details or {}  # the Status's details: causes, retryAfterSeconds, ...
 
     @property
     def not_found(self) -> bool:
@@ -70,14 +73,16 @@ def _watch_event(line: bytes) -> WatchEvent:
 
 def _error_from_body(status: int, body: bytes, what: str) -> ApiError:
     reason, message = "", body.decode("utf-8", "replace")[:500]
+    details = None
     try:
         doc = fastjson.loads(body)
         if isinstance(doc, dict):
             reason = str(doc.get("reason", ""))
             message = str(doc.get("message", message))
+            details = doc.get("details") if isinstance(doc.get("details"), dict) else None
     except ValueError:
         pass
-    return ApiError(status, reason, message, what)
+    return ApiError(status, reason, message, what, details)
 
 
 def _resolve_proxy_once(cfg: Configuration, api: ApiClient) -> None:
@@ -251,6 +256,7 @@ class KubeClient:
         namespace: str | None = None,
         *,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         page_size: int = 500,
     ) -> tuple[list[Obj], str]:
         """All objects (following `continue` pages) and the list's resourceVersion to watch from."""
@@ -262,6 +268,8 @@ class KubeClient:
                 query.append(("continue", cont))
             if label_selector:
                 query.append(("labelSelector", label_selector))
+            if field_selector:
+                query.append(("fieldSelector", field_selector))
             doc = await self._call("GET", rt.path(namespace), f"list {rt.plural}", query=query)
             items.extend(doc.get("items") or [])
             lmeta = doc.get("metadata") or {}
@@ -312,6 +320,11 @@ class KubeClient:
         ns = str((obj.get("metadata") or {}).get("namespace") or "") or None
         name = (obj.get("metadata") or {}).get("name", "")
         return await self._call("POST", rt.path(ns), f"create {rt.kind} {ns or ''}/{name}", body=obj)
+
+    async def create_subresource(self, rt: ResourceType, namespace: str, name: str, subresource: str, body: Obj) -> Obj:
+        """POST to an object's subresource (`pods/<name>/eviction`); returns the answer (often a Status)."""
+        what = f"create {rt.kind} {namespace}/{name} {subresource}"
+        return await self._call("POST", rt.path(namespace, name, subresource), what, body=body)
 
     async def patch(
         self, rt: ResourceType, namespace: str, name: str, patch: Obj, *, subresource: str | None = None
