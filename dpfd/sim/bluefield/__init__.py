@@ -1,0 +1,1 @@
+"""The emulated BlueField: what a DPU shows the host (its DMS server, for now)."""
