@@ -126,8 +126,9 @@ async def configure_host_network(
         lambda: asyncio.to_thread(bridge_status, bridge, netns), lambda s: _bridge_missing(s) is None, timeout
     )
     if status is None:
-        last = await asyncio.to_thread(bridge_status, bridge, netns)
-        raise HostNetworkError(name, STEP_BRIDGE, f"{_bridge_missing(last)} (waited {timeout:g}s)")
+        missing = _bridge_missing(await asyncio.to_thread(bridge_status, bridge, netns))
+        if missing is not None:  # else it turned up just now
+            raise HostNetworkError(name, STEP_BRIDGE, f"{missing} (waited {timeout:g}s)")
 
     changes: list[str] = []
     for pf_dir in pf_dirs:
@@ -135,11 +136,15 @@ async def configure_host_network(
         if change:
             changes.append(change)
 
-    vf0 = await _wait(
-        lambda: asyncio.to_thread(_vf0_netdev, pf_dirs[0], netns), lambda found: found is not None, timeout
-    )
+    try:
+        vf0 = await _wait(lambda: asyncio.to_thread(_vf0_netdev, pf_dirs[0], netns), lambda f: f is not None, timeout)
+    except (NetlinkError, OSError) as e:
+        raise HostNetworkError(name, STEP_VF0, f"{pf_dirs[0].name}: {e}") from e
     if vf0 is None:
-        raise HostNetworkError(name, STEP_VF0, f"{pf_dirs[0].name}/virtfn0 has no netdev (waited {timeout:g}s)")
+        named = await asyncio.to_thread(_vf0_sysfs_name, pf_dirs[0])
+        where = f"network namespace {netns}" if netns else "the host network namespace"
+        missing = f"sysfs names {named} but {where} has no such netdev" if named else "virtfn0 has no net/ entry"
+        raise HostNetworkError(name, STEP_VF0, f"{pf_dirs[0].name}: {missing} (waited {timeout:g}s)")
 
     try:
         changes += await asyncio.to_thread(_attach, vf0, bridge, mtu, netns)
@@ -246,16 +251,22 @@ def _iproute(netns: str | None) -> IPRoute:
     return IPRoute(netns=netns, flags=0) if netns else IPRoute()
 
 
-def _vf0_netdev(pf_dir: Path, netns: str | None) -> str | None:
-    """PF's VF0 netdev once sysfs names it and netlink has it (udev may rename it, so read the name each time)."""
+def _vf0_sysfs_name(pf_dir: Path) -> str | None:
+    """The netdev name sysfs gives the PF's VF0 (udev may rename it, so it is read each time)."""
     try:
         names = sorted(p.name for p in (pf_dir / "virtfn0" / "net").iterdir())
-    except OSError:
+    except FileNotFoundError:
         return None
-    if not names:
+    return names[0] if names else None
+
+
+def _vf0_netdev(pf_dir: Path, netns: str | None) -> str | None:
+    """The PF's VF0 netdev once sysfs names it and netlink has it."""
+    named = _vf0_sysfs_name(pf_dir)
+    if named is None:
         return None
     with _iproute(netns) as ipr:
-        return names[0] if ipr.link("dump", ifname=names[0]) else None
+        return named if ipr.link("dump", ifname=named) else None
 
 
 def _attach(vf: str, bridge: str, mtu: int, netns: str | None) -> list[str]:

@@ -255,3 +255,24 @@ async def test_provisioning_adapter_finds_the_dpu_by_pci_address(host: Host) -> 
 
     with pytest.raises(HostNetworkError, match=r"^DPU 0000-04-00: host network: find DPU: no BlueField at this PCI"):
         await network.configure(Target("0000-04-00"), num_vfs=2, mtu=1500)
+
+
+async def test_a_vf_without_a_kernel_netdev_is_named(ns: str, tmp_path: Path) -> None:
+    """sysfs lists VF0's netdev but the namespace has no such link (the VF's driver is not bound there)."""
+    await add_bridge(ns)
+    sysfs = EmulatedSysfs(tmp_path / "sys")
+    sysfs.add_bluefield("0000:03:00", model="BF3")
+    task = asyncio.create_task(sysfs.serve_sriov(poll_interval=0.005))  # no VF netdev factory
+    try:
+        host = Host(ns, sysfs)
+        with pytest.raises(HostNetworkError) as caught:
+            await configure_host_network(
+                await host.dpu(), sysfs_root=sysfs.root, num_vfs=2, mtu=1500, netns=ns, timeout=0.3
+            )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert str(caught.value) == (
+        f"DPU 0000-03-00: host network: wait for VF0 netdev: 0000:03:00.0: sysfs names ens1f0v0 but network namespace "
+        f"{ns} has no such netdev (waited 0.3s)"
+    )
