@@ -1,8 +1,8 @@
 """Decode the protobuf request bodies kubectl's typed commands send (`kubectl create namespace|configmap|
-secret|serviceaccount`): client-go does not fall back to JSON when the server refuses protobuf.
+secret|serviceaccount|poddisruptionbudget`): client-go does not fall back to JSON when the server refuses protobuf.
 
-Only these kinds are decoded; field numbers are those of k8s.io/api core/v1 and apimachinery meta/v1
-generated.proto. Responses are always JSON (kubectl accepts it).
+Only these kinds are decoded; field numbers are those of k8s.io/api core/v1 and policy/v1, and apimachinery
+meta/v1 and util/intstr generated.proto. Responses are always JSON (kubectl accepts it).
 """
 
 from __future__ import annotations
@@ -84,6 +84,8 @@ _SCHEMAS: dict[str, _Schema] = {
         5: ("apiVersion", "string"),
     },
     "LocalObjectReference": {1: ("name", "string")},
+    "LabelSelector": {1: ("matchLabels", "map_string"), 2: ("matchExpressions", "repeated:LabelSelectorRequirement")},
+    "LabelSelectorRequirement": {1: ("key", "string"), 2: ("operator", "string"), 3: ("values", "repeated_string")},
     "Namespace": {1: ("metadata", "msg:ObjectMeta"), 2: ("spec", "msg:NamespaceSpec")},
     "NamespaceSpec": {1: ("finalizers", "repeated_string")},
     "ConfigMap": {
@@ -105,8 +107,15 @@ _SCHEMAS: dict[str, _Schema] = {
         3: ("imagePullSecrets", "repeated:LocalObjectReference"),
         4: ("automountServiceAccountToken", "bool"),
     },
+    "PodDisruptionBudget": {1: ("metadata", "msg:ObjectMeta"), 2: ("spec", "msg:PodDisruptionBudgetSpec")},
+    "PodDisruptionBudgetSpec": {
+        1: ("minAvailable", "intorstring"),
+        2: ("selector", "msg:LabelSelector"),
+        3: ("maxUnavailable", "intorstring"),
+        4: ("unhealthyPodEvictionPolicy", "string"),
+    },
 }
-DECODABLE_KINDS = frozenset({"Namespace", "ConfigMap", "Secret", "ServiceAccount"})
+DECODABLE_KINDS = frozenset({"Namespace", "ConfigMap", "Secret", "ServiceAccount", "PodDisruptionBudget"})
 
 
 def _bytes(value: int | bytes) -> bytes:
@@ -123,6 +132,19 @@ def _map_entry(value: int | bytes) -> tuple[str, bytes]:
         elif n == 2:
             val = _bytes(v)
     return key, val
+
+
+def _int_or_string(value: int | bytes) -> int | str:
+    """intstr.IntOrString: type (0 int, 1 string), intVal, strVal."""
+    kind, number, text = 0, 0, ""
+    for n, v in _fields(_bytes(value)):
+        if n == 1 and isinstance(v, int):
+            kind = v
+        elif n == 2 and isinstance(v, int):
+            number = v - (1 << 64) if v >= 1 << 63 else v  # a negative int32 travels as a 64-bit varint
+        elif n == 3:
+            text = _bytes(v).decode()
+    return text if kind == 1 else number
 
 
 def _message(buf: bytes, schema_name: str) -> Obj:
@@ -143,6 +165,8 @@ def _message(buf: bytes, schema_name: str) -> Obj:
         elif how in ("map_string", "map_bytes"):
             k, v = _map_entry(value)
             out.setdefault(name, {})[k] = v.decode() if how == "map_string" else base64.b64encode(v).decode()
+        elif how == "intorstring":
+            out[name] = _int_or_string(value)
         elif how.startswith("msg:"):
             out[name] = _message(_bytes(value), how[4:])
         elif how.startswith("repeated:"):

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from kubeapi_harness import watch_events
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -247,6 +248,20 @@ async def test_budget_update_is_validated_and_recomputes_the_status(
     assert patched.metadata.generation == 2
     await eventually(lambda: budget_status(kubeapi, "a").get("observedGeneration") == 2, what="status for gen 2")
     assert budget_status(kubeapi, "a")["disruptionsAllowed"] == 1
+
+
+async def test_a_watch_sees_the_budget_status_follow_the_pods(kubeapi: KubeApiServer, api: client.ApiClient) -> None:
+    await running_pod(kubeapi, "a", ready=False, app="a")
+    await kubeapi.apply_object(pdb("a", {"matchLabels": {"app": "a"}}, minAvailable=0))
+    policy = client.PolicyV1Api(api)
+    since = (await policy.list_namespaced_pod_disruption_budget("default")).metadata.resource_version
+    await set_phase(kubeapi, "a", "Running", True)
+    events = await watch_events(policy.list_namespaced_pod_disruption_budget, "default", resource_version=since,
+                                timeout_seconds=5, count=1)  # fmt: skip
+    assert events[0]["type"] == "MODIFIED"
+    status = events[0]["object"].status
+    assert (status.current_healthy, status.disruptions_allowed) == (1, 1)
+    assert status.conditions[0].reason == "SufficientPods"
 
 
 async def test_pods_by_node_and_node_cordon_and_taints(kubeapi: KubeApiServer, api: client.ApiClient) -> None:

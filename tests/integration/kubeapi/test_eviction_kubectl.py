@@ -24,7 +24,15 @@ async def test_kubectl_gets_pods_and_budgets(kubeapi: KubeApiServer, kubectl: An
     await running_pod(kubeapi, "web-1", app="web")
     await running_pod(kubeapi, "web-2", node="host-b", app="web")
     await kubeapi.apply_object(pdb("web", {"matchLabels": {"app": "web"}}, minAvailable=1))
-    await kubeapi.apply_object(pdb("db", {"matchLabels": {"app": "db"}}, maxUnavailable="25%"))
+    # kubectl's typed create sends protobuf
+    created = await kubectl("create", "pdb", "db", "--selector=app=db,tier in (a,b)", "--max-unavailable=25%")
+    assert created.out.strip() == "poddisruptionbudget.policy/db created"
+    db = kubeapi.get_object("policy/v1", "PodDisruptionBudget", "db")
+    assert db is not None and db["spec"] == {
+        "maxUnavailable": "25%",
+        "selector": {"matchLabels": {"app": "db"},
+                     "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]},
+    }  # fmt: skip
 
     pods = rows((await kubectl("get", "pods", "-o", "wide")).out)
     assert pods[0][:3] == ["NAME", "READY", "STATUS"] and "NODE" in pods[0]
