@@ -116,6 +116,9 @@ class DmsClient:
             if any(m in details.lower() for m in _TLS_MARKERS):
                 return DmsTlsError(self.label, step, f"TLS handshake failed ({reason})")
             return DmsUnreachable(self.label, step, reason)
+        if code == grpc.StatusCode.CANCELLED:
+            # Only the server cancels a call that reaches here (ours raise asyncio.CancelledError): it is going down.
+            return DmsUnreachable(self.label, step, f"{reason} (the server ended the call; shutting down?)")
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             return DmsTlsError(self.label, step, reason)
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -130,6 +130,7 @@ class EmulatedDms:
         self.progress_every = max(1, progress_every)
         self.faults = faults or DmsFaults()
         self._credentials = tls.server_credentials() if tls else None
+        self.state_dir = state_dir
         self._store = StateStore(state_dir)
         self._bf_cfgs: dict[str, bytes] = {}
         self._server: grpc.aio.Server | None = None
@@ -152,6 +153,11 @@ class EmulatedDms:
     @property
     def state(self) -> DmsState:
         return self._store.state
+
+    @property
+    def installing(self) -> bool:
+        """Whether an OS.Install is under way."""
+        return self._installing
 
     async def start(self) -> EmulatedDms:
         """Listen (binds the port; with port 0 the kernel picks one, kept across reboots)."""
