@@ -3,7 +3,8 @@
 Images are never stored: every byte range is computed from the name and size, so a fleet can "download" many
 gigabytes for free. The server speaks what a real file server does (HEAD, single `Range` requests with 206/416,
 `If-Range`, ETag, Last-Modified) and can misbehave on purpose for tests and demos: per-name faults answer with an
-HTTP status, hang before answering, drop the connection after N bytes, trickle at a set rate or flip one byte.
+HTTP status, hang before answering, drop the connection or stall after N bytes, trickle at a set rate or flip one
+byte.
 
 In process: `handle = await start_bfb_server("127.0.0.1", 0, config=...)`, then `handle.url_for("doca")`.
 From a shell: `python -m dpfd.sim.bfb_server --listen 127.0.0.1:8080 --size 8MiB --fault missing=404`.
@@ -18,6 +19,7 @@ import hashlib
 import logging
 import re
 import signal
+import ssl
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -44,6 +46,7 @@ class Fault:
     hang: bool = False  # accept the request and never answer
     drop_after: int | None = None  # close the connection after this many body bytes of a response
     drop_times: int | None = None  # how many responses drop_after applies to (None: every one)
+    stall_after: int | None = None  # send this many body bytes of a response, then nothing (connection open)
     rate: int | None = None  # send at most this many bytes per second
     corrupt_at: int | None = None  # flip the byte at this image offset whenever it is sent
 
@@ -117,8 +120,8 @@ def parse_size(text: str) -> int:
 
 
 def parse_fault(spec: str) -> tuple[str, Fault]:
-    """`NAME=KIND[:ARG]` from the command line: 404, 500 (any status), hang, drop:BYTES[:TIMES], slow:BYTES_PER_S,
-    corrupt:OFFSET."""
+    """`NAME=KIND[:ARG]` from the command line: 404, 500 (any status), hang, drop:BYTES[:TIMES], stall:BYTES,
+    slow:BYTES_PER_S, corrupt:OFFSET."""
     name, sep, kind = spec.partition("=")
     if not sep or not name or not kind:
         raise ValueError(f"invalid fault {spec!r}: expected NAME=KIND[:ARG], e.g. missing=404 or flaky=drop:1MiB")
@@ -131,13 +134,17 @@ def parse_fault(spec: str) -> tuple[str, Fault]:
         if word == "drop":
             after, _, times = arg.partition(":")
             return name, Fault(drop_after=parse_size(after), drop_times=int(times) if times else None)
+        if word == "stall":
+            return name, Fault(stall_after=parse_size(arg))
         if word == "slow":
             return name, Fault(rate=parse_size(arg))
         if word == "corrupt":
             return name, Fault(corrupt_at=int(arg))
     except ValueError as e:
         raise ValueError(f"invalid fault {spec!r}: {e}") from None
-    raise ValueError(f"invalid fault {spec!r}: kind must be an HTTP status, hang, drop:N[:TIMES], slow:N or corrupt:N")
+    raise ValueError(
+        f"invalid fault {spec!r}: kind must be an HTTP status, hang, drop:N[:TIMES], stall:N, slow:N or corrupt:N"
+    )
 
 
 def etag_for(name: str, body_size: int) -> str:
@@ -204,7 +211,7 @@ class BfbServer:
     async def _answer(self, request: web.Request, name: str, record: RequestRecord) -> web.StreamResponse:
         fault = self.config.faults.get(name, Fault())
         if fault.hang:
-            await asyncio.Event().wait()  # until the client gives up and the server cancels the handler
+            await asyncio.Event().wait()  # until the client gives up (the handler is cancelled when it closes)
         if fault.status is not None:
             record.status = fault.status
             return web.Response(status=fault.status, text=f"fault injected for {name}.bfb: HTTP {fault.status}\n")
@@ -254,6 +261,9 @@ class BfbServer:
         if fault.drop_after is not None and (fault.drop_times is None or self._drops.get(name, 0) < fault.drop_times):
             self._drops[name] = self._drops.get(name, 0) + 1
             stop = min(stop, span.start + fault.drop_after)
+        stall = fault.stall_after is not None and span.start + fault.stall_after < stop
+        if stall and fault.stall_after is not None:
+            stop = span.start + fault.stall_after
         chunk = CHUNK if fault.rate is None else max(1, min(CHUNK, fault.rate // 10))
         loop = asyncio.get_running_loop()
         began = loop.time()
@@ -272,6 +282,8 @@ class BfbServer:
                 ahead = (pos - span.start) / fault.rate - (loop.time() - began)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
+        if stall:
+            await asyncio.Event().wait()  # until the client gives up (the handler is cancelled when it closes)
         if stop < span.end and request.transport is not None:
             # Drop the connection mid-body: the client sees fewer bytes than Content-Length promised.
             request.transport.abort()
@@ -286,10 +298,11 @@ class BfbServerHandle:
     runner: web.AppRunner
     host: str
     port: int
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def config(self) -> BfbServerConfig:
@@ -304,20 +317,27 @@ class BfbServerHandle:
 
 
 async def start_bfb_server(
-    host: str = "127.0.0.1", port: int = 0, config: BfbServerConfig | None = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    config: BfbServerConfig | None = None,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> BfbServerHandle:
-    """Serve synthetic BFBs on host:port (port 0: the kernel picks one; see `handle.port`)."""
+    """Serve synthetic BFBs on host:port (port 0: the kernel picks one; see `handle.port`), over HTTPS when
+    `ssl_context` is given."""
     server = BfbServer(config)
-    runner = web.AppRunner(server.app, access_log=None, shutdown_timeout=1.0)
+    # handler_cancellation: a client that goes away ends its handler (hung and stalled ones included).
+    runner = web.AppRunner(server.app, access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
     except BaseException:
         await runner.cleanup()
         raise
     bound_host, bound_port = runner.addresses[0][:2]
-    return BfbServerHandle(server, runner, str(bound_host), int(bound_port))
+    scheme = "https" if ssl_context is not None else "http"
+    return BfbServerHandle(server, runner, str(bound_host), int(bound_port), scheme)
 
 
 def _listen_address(text: str) -> tuple[str, int]:
@@ -362,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fault,
         action="append",
         default=[],
-        help="NAME=KIND: 404 (any status), hang, drop:BYTES[:TIMES], slow:BYTES_PER_S, corrupt:OFFSET",
+        help="NAME=KIND: 404 (any status), hang, drop:BYTES[:TIMES], stall:BYTES, slow:BYTES_PER_S, corrupt:OFFSET",
     )
     return p
 

@@ -128,8 +128,9 @@ class BfbCache:
     """A content-addressed cache of BFB images under `root`, filled over HTTP(S).
 
     `connect_timeout` bounds connecting (TCP and TLS); `idle_timeout` bounds any wait for data from the server.
-    A broken connection or a stall mid-body is resumed up to `max_resumes` times within one fetch (after
-    `resume_delay` x attempt seconds). `ssl_context` sets TLS trust (default: the system's); `session_factory`
+    A body that breaks off (connection lost, or no data for `idle_timeout`) is resumed from where it stopped, up
+    to `max_resumes` times within one fetch (at once after progress, else after `resume_delay` x resume seconds).
+    Failing to connect or to get an answer is raised at once: the caller retries with its own backoff. `ssl_context` sets TLS trust (default: the system's); `session_factory`
     replaces the HTTP client session entirely (it should not decompress, and the cache closes it in `close`).
     """
 
@@ -252,7 +253,7 @@ class BfbCache:
         try:
             entry = self.layout.read_index(key)
         except OSError as e:
-            raise disk_error("read the cache index for", url, e) from e
+            raise disk_error("read the cache index entry", self.layout.index_path(key), e) from e
         if entry is None or entry.url != url:
             return None
         if expected is not None and entry.sha256 != expected:

@@ -123,12 +123,14 @@ class Download:
         self.settings = settings
         self.on_bytes = on_bytes
         self.received = 0  # bytes off the network in this fetch, over all attempts
+        self._body_started = False  # this attempt got a 200/206 and began reading the body
 
     async def run(self) -> TransferResult:
         resumes = 0
         restarts = 0
         while True:
             before = self.received
+            self._body_started = False
             try:
                 return await self._attempt()
             except _Restart as why:
@@ -139,7 +141,9 @@ class Download:
                 if restarts > 2:
                     raise BfbFetchError(FetchReason.HTTP_ERROR, f"{self.url}: {why}") from None
             except BfbFetchError as e:
-                if e.reason not in RESUMABLE or resumes >= self.settings.max_resumes:
+                # Only a body that broke off is resumed; failing to connect or to get an answer is the caller's
+                # to retry (with its own backoff), and reported at once.
+                if not self._body_started or e.reason not in RESUMABLE or resumes >= self.settings.max_resumes:
                     raise
                 resumes += 1
                 log.info("resuming download of %s after %s (resume %d)", self.url, e, resumes)
@@ -239,6 +243,7 @@ class Download:
     async def _stream(
         self, resp: aiohttp.ClientResponse, path: str, offset: int, total: int | None, hasher: _Hasher
     ) -> None:
+        self._body_started = True
         flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if offset else os.O_TRUNC)
         try:
             fd = os.open(path, flags, 0o644)

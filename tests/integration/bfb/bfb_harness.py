@@ -6,9 +6,10 @@ import asyncio
 import datetime
 import hashlib
 import ipaddress
+import socket
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from cryptography import x509
@@ -44,8 +45,9 @@ async def silent_server() -> AsyncIterator[int]:
         await server.wait_closed()
 
 
-def self_signed_context(tmp: Path) -> ssl.SSLContext:
-    """A server TLS context with a fresh self-signed certificate for 127.0.0.1 (no client trusts it)."""
+def self_signed_context(tmp: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1, and the certificate's path
+    (which only a client told to trust it accepts)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dpf-test-bfb-server")])
     now = datetime.datetime.now(datetime.UTC)
@@ -67,4 +69,20 @@ def self_signed_context(tmp: Path) -> ssl.SSLContext:
     )
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert_path, key_path)
-    return ctx
+    return ctx, cert_path
+
+
+@contextmanager
+def full_backlog_port() -> Iterator[int]:
+    """A port whose listen queue is full (backlog 0, one connection never accepted): the kernel drops further
+    SYNs, so connecting hangs until the client's connect timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    queued = socket.create_connection(("127.0.0.1", port), timeout=2)
+    try:
+        yield port
+    finally:
+        queued.close()
+        listener.close()
