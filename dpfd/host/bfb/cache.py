@@ -231,18 +231,19 @@ class BfbCache:
             await flight.settle()
         async with self._filing:
             try:
-                return await asyncio.to_thread(self._remove_files, key)
+                # In the loop, not a thread: no fetch of this URL can start while its files go.
+                return self._remove_files(key)
             except OSError as e:
                 raise disk_error("remove the cached image of", url, e) from e
 
     async def gc(self, keep: set[str]) -> GcResult:
         """Drop every image, index entry and partial download whose URL is not in `keep` (URLs being downloaded
         right now are left alone)."""
-        busy = {url_key(u) for u in self._flights}
-        kept = {url_key(u) for u in keep} | busy
         async with self._filing:
+            # In the loop, not a thread: no download can start (and write a partial) while gc looks.
+            kept = {url_key(u) for u in keep} | {url_key(u) for u in self._flights}
             try:
-                return await asyncio.to_thread(self._collect, kept)
+                return self._collect(kept)
             except OSError as e:
                 raise disk_error("clean up the BFB cache in", self.root, e) from e
 
@@ -329,7 +330,10 @@ class BfbCache:
         url = flight.url
         async with self._filing:
             if flight.expected is not None and result.sha256 != flight.expected:
-                await asyncio.to_thread(self.layout.remove_partial, key)
+                try:
+                    await asyncio.to_thread(self.layout.remove_partial, key)
+                except OSError as e:
+                    raise disk_error("discard the mismatched download", self.layout.partial(key), e) from e
                 raise BfbFetchError(
                     FetchReason.CHECKSUM_MISMATCH,
                     f"sha256 of {url} is {result.sha256}, expected {flight.expected} ({result.size} bytes; download discarded)",

@@ -137,7 +137,10 @@ class Download:
                 # At most twice: a server that keeps contradicting itself is an error, not a loop.
                 restarts += 1
                 log.info("restarting download of %s: %s", self.url, why)
-                await asyncio.to_thread(self.layout.remove_partial, self.key)
+                try:
+                    await asyncio.to_thread(self.layout.remove_partial, self.key)
+                except OSError as e:
+                    raise disk_error("remove the partial download", self.layout.partial(self.key), e) from e
                 if restarts > 2:
                     raise BfbFetchError(FetchReason.HTTP_ERROR, f"{self.url}: {why}") from None
             except BfbFetchError as e:
@@ -154,13 +157,13 @@ class Download:
 
     async def _attempt(self) -> TransferResult:
         path = str(self.layout.partial(self.key))
-        meta, offset = await asyncio.to_thread(self._resumable_state, path)
         hasher = _Hasher()
-        if offset:
-            try:
+        try:
+            meta, offset = await asyncio.to_thread(self._resumable_state, path)
+            if offset:
                 await asyncio.to_thread(hasher.hash_existing, path, offset)
-            except OSError as e:
-                raise disk_error("read the partial download", path, e) from e
+        except OSError as e:
+            raise disk_error("read the partial download", path, e) from e
         headers = {"Accept-Encoding": "identity"}
         if offset and meta is not None and meta.validator:
             headers["Range"] = f"bytes={offset}-"
@@ -212,8 +215,6 @@ class Download:
             size = os.stat(path).st_size
         except FileNotFoundError:
             size = 0
-        except OSError as e:
-            raise disk_error("inspect the partial download", path, e) from e
         if size and (meta is None or meta.url != self.url or not meta.validator):
             # Without a validator a resume could splice two versions of the file: start over.
             self.layout.remove_partial(self.key)
