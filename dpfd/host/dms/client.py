@@ -27,6 +27,7 @@ from dpfd.host.dms.errors import (
     DmsTlsError,
     DmsUnreachable,
 )
+from dpfd.host.dms.framing import INSTALL_METHOD, frame_content, serialize_install_request
 from dpfd.host.dms.tls import TlsFiles
 from dpfd.host.dms.tls_probe import diagnose
 from dpfd.proto.gnmi import gnmi_pb2, gnmi_pb2_grpc
@@ -93,6 +94,12 @@ class DmsClient:
                 options.append(("grpc.ssl_target_name_override", server_name))
             self._channel = grpc.aio.secure_channel(target, tls.client_credentials(), options=options)
         self._os = os_pb2_grpc.OSStub(self._channel)
+        # Install gets its own multicallable so content chunks can go out pre-framed (see framing.py).
+        self._install_call = self._channel.stream_stream(
+            INSTALL_METHOD,
+            request_serializer=serialize_install_request,
+            response_deserializer=os_pb2.InstallResponse.FromString,
+        )
         self._system = system_pb2_grpc.SystemStub(self._channel)
         self._gnmi = gnmi_pb2_grpc.gNMIStub(self._channel)
 
@@ -188,7 +195,7 @@ class DmsClient:
         size: int,
         on_progress: ProgressFn | None,
     ) -> InstallResult:
-        call = self._os.Install()
+        call = self._install_call()
         reader: asyncio.Task[os_pb2.Validated] | None = None
         try:
             first_req = os_pb2.TransferRequest(version=version, package_size=size)
@@ -238,7 +245,7 @@ class DmsClient:
                 if reader.done():
                     break
                 try:
-                    await call.write(os_pb2.InstallRequest(transfer_content=chunk))
+                    await call.write(frame_content(chunk))
                 except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
                     break  # the RPC ended; the reader has the reason
                 sent += len(chunk)

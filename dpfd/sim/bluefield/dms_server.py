@@ -27,7 +27,6 @@ import json
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,11 +34,12 @@ from typing import Any
 
 import grpc
 
+from dpfd.host.dms.framing import parse_install_request
 from dpfd.host.dms.tls import TlsFiles
 from dpfd.proto.gnmi import gnmi_pb2, gnmi_pb2_grpc
 from dpfd.proto.gnoi.os import os_pb2, os_pb2_grpc
 from dpfd.proto.gnoi.system import system_pb2, system_pb2_grpc
-from dpfd.sim.bfb_image import TRAILER_LEN, TRAILER_PREFIX, ImageVerifier
+from dpfd.sim.bfb_image import TRAILER_LEN, TRAILER_PREFIX
 from dpfd.sim.bluefield.dms_state import DmsState, InstalledImage, StateStore
 
 MODE_PATH = "nvidia/mode/config/mode"
@@ -90,22 +90,46 @@ def _install_error(kind: str, detail: str) -> os_pb2.InstallResponse:
     return os_pb2.InstallResponse(install_error=err)
 
 
-class _Tail:
-    """The last `size` bytes of a stream, without copying every chunk."""
+class _StreamVerifier:
+    """Checks a dpf-sim BFB as it streams in: sha256 of everything but the last TRAILER_LEN bytes, which are kept
+    to compare with. Works on memoryviews without copying chunks (unlike concatenating a tail to each)."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._chunks: deque[bytes] = deque()
-        self._len = 0
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._held = b""  # the last TRAILER_LEN bytes seen (or fewer at the start)
 
-    def feed(self, chunk: bytes) -> None:
-        self._chunks.append(chunk)
-        self._len += len(chunk)
-        while self._chunks and self._len - len(self._chunks[0]) >= self.size:
-            self._len -= len(self._chunks.popleft())
+    def feed(self, chunk: bytes | memoryview) -> None:
+        view = memoryview(chunk)
+        if len(view) >= TRAILER_LEN:
+            self._digest.update(self._held)
+            self._digest.update(view[:-TRAILER_LEN])
+            self._held = bytes(view[-TRAILER_LEN:])
+            return
+        data = self._held + bytes(view)
+        if len(data) > TRAILER_LEN:
+            self._digest.update(data[:-TRAILER_LEN])
+            data = data[-TRAILER_LEN:]
+        self._held = data
 
-    def value(self) -> bytes:
-        return b"".join(self._chunks)[-self.size :]
+    def problem(self, received: int) -> tuple[str, str] | None:
+        """(InstallError type, detail) when the image is not intact, else None."""
+        tail = self._held
+        if len(tail) < TRAILER_LEN or not tail.startswith(TRAILER_PREFIX) or not tail.endswith(b"\n"):
+            return (
+                "PARSE_FAIL",
+                f"no DPFSIM-SHA256 trailer at the end of the {received} bytes received: not a dpf-sim BFB",
+            )
+        want = tail[len(TRAILER_PREFIX) : -1].decode(errors="replace")
+        if want != self._digest.hexdigest():
+            return (
+                "INTEGRITY_FAIL",
+                f"sha256 of the {received - TRAILER_LEN} body bytes does not match the trailer's {want}",
+            )
+        return None
+
+    @property
+    def sha256(self) -> str:
+        return self._held[len(TRAILER_PREFIX) : -1].decode(errors="replace")
 
 
 class EmulatedDms:
@@ -167,7 +191,7 @@ class EmulatedDms:
 
     async def _serve(self) -> None:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        os_pb2_grpc.add_OSServicer_to_server(_OS(self), server)
+        server.add_generic_rpc_handlers((_os_handlers(_OS(self)),))
         system_pb2_grpc.add_SystemServicer_to_server(_System(self), server)
         gnmi_pb2_grpc.add_gNMIServicer_to_server(_Gnmi(self), server)
         where = f"{self.host}:{self.port}" if ":" not in self.host else f"[{self.host}]:{self.port}"
@@ -271,7 +295,9 @@ class EmulatedDms:
         rates = [r for r in (self.install_bytes_per_s, self.faults.slow_link_bytes_per_s) if r > 0]
         return min(rates) if rates else 0.0
 
-    async def install(self, requests: AsyncIterator[os_pb2.InstallRequest]) -> AsyncIterator[os_pb2.InstallResponse]:
+    async def install(
+        self, requests: AsyncIterator[os_pb2.InstallRequest | memoryview]
+    ) -> AsyncIterator[os_pb2.InstallResponse]:
         """The OS.Install conversation (one at a time; a second concurrent one gets INSTALL_IN_PROGRESS)."""
         first = await anext(requests, None)
         if first is None:
@@ -290,7 +316,7 @@ class EmulatedDms:
             self._installing = False
 
     async def _install(
-        self, req: os_pb2.TransferRequest, requests: AsyncIterator[os_pb2.InstallRequest]
+        self, req: os_pb2.TransferRequest, requests: AsyncIterator[os_pb2.InstallRequest | memoryview]
     ) -> AsyncIterator[os_pb2.InstallResponse]:
         version = req.version
         is_cfg = version.endswith(CFG_SUFFIX)
@@ -308,8 +334,7 @@ class EmulatedDms:
             return
         yield os_pb2.InstallResponse(transfer_ready=os_pb2.TransferReady())
 
-        verifier = None if is_cfg else ImageVerifier()
-        tail = _Tail(TRAILER_LEN)
+        verifier = None if is_cfg else _StreamVerifier()
         cfg = bytearray()
         received = 0
         next_progress = self.progress_every
@@ -318,14 +343,17 @@ class EmulatedDms:
         started = loop.time()
         ended = False
         async for msg in requests:
-            which = msg.WhichOneof("request")
-            if which == "transfer_end":
-                ended = True
-                break
-            if which != "transfer_content":
-                yield _install_error("UNSPECIFIED", f"unexpected {which} during the transfer")
-                return
-            chunk = msg.transfer_content
+            if isinstance(msg, memoryview):  # content, as parse_install_request hands it over
+                chunk: bytes | memoryview = msg
+            else:
+                which = msg.WhichOneof("request")
+                if which == "transfer_end":
+                    ended = True
+                    break
+                if which != "transfer_content":
+                    yield _install_error("UNSPECIFIED", f"unexpected {which} during the transfer")
+                    return
+                chunk = msg.transfer_content
             if self.faults.corrupt_transfer and received == 0 and chunk:
                 flipped = bytearray(chunk)
                 flipped[len(flipped) // 2] ^= 0xFF
@@ -339,7 +367,6 @@ class EmulatedDms:
             else:
                 assert verifier is not None
                 verifier.feed(chunk)
-                tail.feed(chunk)
             if self.faults.install_error:
                 yield _install_error(self.faults.install_error, f"injected fault after {received} bytes")
                 return
@@ -365,11 +392,11 @@ class EmulatedDms:
             self._store.save_image(version, data)
         else:
             assert verifier is not None
-            problem = _check_bfb(verifier, tail.value(), received)
+            problem = verifier.problem(received)
             if problem:
                 yield _install_error(*problem)
                 return
-            image = InstalledImage(size=received, sha256=tail.value()[len(TRAILER_PREFIX) : -1].decode(), kind="bfb")
+            image = InstalledImage(size=received, sha256=verifier.sha256, kind="bfb")
         self.state.installed[version] = image
         self.state.installs += 1
         self._store.save()
@@ -420,19 +447,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _check_bfb(verifier: ImageVerifier, tail: bytes, received: int) -> tuple[str, str] | None:
-    """(InstallError type, detail) when the received BFB is not intact."""
-    if len(tail) < TRAILER_LEN or not tail.startswith(TRAILER_PREFIX) or not tail.endswith(b"\n"):
-        return "PARSE_FAIL", f"no DPFSIM-SHA256 trailer at the end of the {received} bytes received: not a dpf-sim BFB"
-    if not verifier.ok():
-        want = tail[len(TRAILER_PREFIX) : -1].decode(errors="replace")
-        return (
-            "INTEGRITY_FAIL",
-            f"sha256 of the {received - TRAILER_LEN} body bytes does not match the trailer's {want}",
-        )
-    return None
-
-
 def _cpu_only(paths: Sequence[Any]) -> str | None:
     """An error message unless every subcomponent path is CPU (what DPF asks about)."""
     for p in paths:
@@ -447,7 +461,7 @@ class _OS(os_pb2_grpc.OSServicer):
         self.dms = dms
 
     async def Install(
-        self, request_iterator: AsyncIterator[os_pb2.InstallRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[os_pb2.InstallRequest | memoryview], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[os_pb2.InstallResponse]:
         async for resp in self.dms.install(request_iterator):
             yield resp
@@ -459,6 +473,30 @@ class _OS(os_pb2_grpc.OSServicer):
 
     async def Verify(self, request: os_pb2.VerifyRequest, context: grpc.aio.ServicerContext) -> os_pb2.VerifyResponse:
         return os_pb2.VerifyResponse(version=self.dms.state.running_version)
+
+
+def _os_handlers(servicer: _OS) -> grpc.GenericRpcHandler:
+    """The OS service as add_OSServicer_to_server registers it, but Install parses content without copying it."""
+    return grpc.method_handlers_generic_handler(
+        os_pb2.DESCRIPTOR.services_by_name["OS"].full_name,
+        {
+            "Install": grpc.stream_stream_rpc_method_handler(
+                servicer.Install,
+                request_deserializer=parse_install_request,
+                response_serializer=os_pb2.InstallResponse.SerializeToString,
+            ),
+            "Activate": grpc.unary_unary_rpc_method_handler(
+                servicer.Activate,
+                request_deserializer=os_pb2.ActivateRequest.FromString,
+                response_serializer=os_pb2.ActivateResponse.SerializeToString,
+            ),
+            "Verify": grpc.unary_unary_rpc_method_handler(
+                servicer.Verify,
+                request_deserializer=os_pb2.VerifyRequest.FromString,
+                response_serializer=os_pb2.VerifyResponse.SerializeToString,
+            ),
+        },
+    )
 
 
 class _System(system_pb2_grpc.SystemServicer):

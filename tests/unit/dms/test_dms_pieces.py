@@ -1,4 +1,4 @@
-"""Small parts of the DMS client and emulator: certificates, chunked reads, fault flags, the stream tail."""
+"""Small parts of the DMS client and emulator: certificates, chunked reads, fault flags, the stream verifier, hand framing."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from dpfd.host.dms.certs import make_ca, write_cert_set
 from dpfd.host.dms.chunks import BATCH_BYTES, bytes_chunks, file_chunks
+from dpfd.host.dms.framing import frame_content, parse_install_request, serialize_install_request
 from dpfd.host.dms.tls import TlsFiles
-from dpfd.sim.bluefield.dms_server import DmsFaults, _Tail, parse_fault
+from dpfd.proto.gnoi.os import os_pb2
+from dpfd.sim.bfb_image import TRAILER_PREFIX, make_image, trailer
+from dpfd.sim.bluefield.dms_server import DmsFaults, _StreamVerifier, parse_fault
 
 
 def test_cert_set_chains_to_its_ca_with_the_right_names_and_usages(tmp_path: Path) -> None:
@@ -92,13 +95,51 @@ def test_fault_flags() -> None:
         parse_fault("install-error=NOPE", DmsFaults())
 
 
-def test_tail_keeps_the_last_bytes_in_any_chunking() -> None:
-    data = bytes(range(256)) * 40
-    for size in (1, 7, 81, 100, 4096):
-        tail = _Tail(81)
-        for i in range(0, len(data), size):
-            tail.feed(data[i : i + size])
-        assert tail.value() == data[-81:]
-    short = _Tail(81)
+@pytest.mark.parametrize("chunk", [1, 7, 80, 81, 82, 4096, 65536])
+def test_stream_verifier_accepts_an_intact_image_in_any_chunking(chunk: int) -> None:
+    image = make_image("v", 100_000)
+    v = _StreamVerifier()
+    view = memoryview(image)
+    for i in range(0, len(image), chunk):
+        v.feed(view[i : i + chunk])
+    assert v.problem(len(image)) is None
+    assert v.sha256 == trailer("v", 100_000)[len(TRAILER_PREFIX) : -1].decode()
+
+
+def test_stream_verifier_names_what_is_wrong() -> None:
+    image = bytearray(make_image("v", 10_000))
+    image[5000] ^= 0x40
+    v = _StreamVerifier()
+    v.feed(bytes(image))
+    problem = v.problem(len(image))
+    assert problem is not None and problem[0] == "INTEGRITY_FAIL" and "10000 body bytes" in problem[1]
+    foreign = _StreamVerifier()
+    foreign.feed(b"\x00" * 500)
+    assert foreign.problem(500) == (
+        "PARSE_FAIL",
+        "no DPFSIM-SHA256 trailer at the end of the 500 bytes received: not a dpf-sim BFB",
+    )
+    short = _StreamVerifier()
     short.feed(b"abc")
-    assert short.value() == b"abc"
+    assert short.problem(3) is not None and short.problem(3)[0] == "PARSE_FAIL"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 16383, 16384, 65536, 2 << 20])
+def test_hand_framed_content_is_protobufs_encoding_and_parses_back_without_copy(size: int) -> None:
+    chunk = bytes(i % 256 for i in range(size))
+    framed = frame_content(chunk)
+    assert framed == os_pb2.InstallRequest(transfer_content=chunk).SerializeToString()
+    parsed = parse_install_request(framed)
+    assert isinstance(parsed, memoryview) and parsed.obj is framed and bytes(parsed) == chunk
+    assert serialize_install_request(framed) is framed
+
+
+def test_other_install_requests_parse_as_messages() -> None:
+    first = os_pb2.InstallRequest(transfer_request=os_pb2.TransferRequest(version="v", package_size=9))
+    end = os_pb2.InstallRequest(transfer_end=os_pb2.TransferEnd())
+    for msg in (first, end):
+        parsed = parse_install_request(serialize_install_request(msg))
+        assert isinstance(parsed, os_pb2.InstallRequest) and parsed == msg
+    # content followed by another field is not exactly one field: parsed the slow, general way
+    mixed = frame_content(b"abc") + os_pb2.InstallRequest(transfer_end=os_pb2.TransferEnd()).SerializeToString()
+    assert isinstance(parse_install_request(mixed), os_pb2.InstallRequest)

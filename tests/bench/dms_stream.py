@@ -1,0 +1,150 @@
+"""OS.Install streaming throughput: our DMS client + emulated DMS vs a raw grpc.aio client-streaming baseline.
+
+    python tests/bench/dms_stream.py [--mib 256] [--chunk 65536] [--rounds 5]
+
+Both servers run in one child process (as DMS runs on the DPU, apart from the host's dpfd): the emulated DMS with
+install time 0 (unthrottled; it still checks the image's sha256 trailer as it streams in) and a raw server that
+takes the same chunks as plain bytes (no protobuf) and counts them. The bench process streams the same file with
+the same chunk size to each, alternating, `--rounds` times, and takes each side's best round.
+The last line is JSON: stream_mib_s, raw_mib_s, stream_ratio_vs_raw (target >= 0.8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from dpfd.host.dms.chunks import file_chunks  # noqa: E402
+from dpfd.host.dms.client import DmsClient  # noqa: E402
+from dpfd.sim.bfb_image import TRAILER_LEN, body_range, trailer  # noqa: E402
+from dpfd.sim.bluefield.dms_server import EmulatedDms  # noqa: E402
+
+RAW_METHOD = "/dpfbench.Raw/Push"
+MIB = 1 << 20
+
+
+# -- servers (child process) ------------------------------------------------------------------------------------
+
+
+async def _raw_push(request_iterator: object, context: grpc.aio.ServicerContext) -> bytes:
+    total = 0
+    async for chunk in request_iterator:  # type: ignore[attr-defined]
+        total += len(chunk)
+    return str(total).encode()
+
+
+async def serve() -> None:
+    dms = await EmulatedDms("127.0.0.1:0", install_bytes_per_s=0.0, name="bench").start()
+    raw = grpc.aio.server()
+    handler = grpc.method_handlers_generic_handler(
+        "dpfbench.Raw", {"Push": grpc.stream_unary_rpc_method_handler(_raw_push)}
+    )
+    raw.add_generic_rpc_handlers((handler,))
+    raw_port = raw.add_insecure_port("127.0.0.1:0")
+    await raw.start()
+    print(json.dumps({"dms": dms.address, "raw": f"127.0.0.1:{raw_port}"}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
+    await raw.stop(None)
+    await dms.stop()
+
+
+# -- clients (bench process) ------------------------------------------------------------------------------------
+
+
+def write_image(path: Path, size: int) -> None:
+    """A synthetic BFB of exactly `size` bytes, written block by block."""
+    body = size - TRAILER_LEN
+    with path.open("wb") as f:
+        for start in range(0, body, 16 * MIB):
+            f.write(body_range("bench", start, min(body, start + 16 * MIB)))
+        f.write(trailer("bench", body))
+
+
+async def run_stream(address: str, path: Path, chunk: int, version: str) -> float:
+    async with DmsClient(address) as client:
+        started = time.perf_counter()
+        result = await client.install(version, path, chunk_size=chunk)
+        took = time.perf_counter() - started
+    assert result.transferred and result.bytes_sent == path.stat().st_size
+    return took
+
+
+async def run_raw(address: str, path: Path, chunk: int) -> float:
+    async with grpc.aio.insecure_channel(address) as channel:
+        push = channel.stream_unary(RAW_METHOD)
+        started = time.perf_counter()
+        call = push()
+        async for piece in file_chunks(path, chunk):
+            await call.write(piece)
+        await call.done_writing()
+        got = int(await call)
+        took = time.perf_counter() - started
+    assert got == path.stat().st_size
+    return took
+
+
+async def _rounds(addresses: dict[str, str], path: Path, mib: int, chunk: int, rounds: int) -> tuple[float, float]:
+    stream_s, raw_s = [], []
+    for i in range(rounds):
+        raw_s.append(await run_raw(addresses["raw"], path, chunk))
+        stream_s.append(await run_stream(addresses["dms"], path, chunk, f"bench-{i}.bfb"))
+        print(f"round {i + 1}: stream {mib / stream_s[-1]:.0f} MiB/s, raw {mib / raw_s[-1]:.0f} MiB/s", flush=True)
+    return min(stream_s), min(raw_s)
+
+
+def bench(mib: int, chunk: int, rounds: int) -> dict[str, float | int]:
+    """Start the servers' process, stream `rounds` times to each, and summarise."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GRPC_VERBOSITY": "ERROR"}
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert child.stdout is not None
+        addresses = json.loads(child.stdout.readline())
+        with tempfile.TemporaryDirectory(prefix="dms-bench-") as tmp:
+            path = Path(tmp) / "bench.bfb"
+            write_image(path, mib * MIB)
+            best_stream, best_raw = asyncio.run(_rounds(addresses, path, mib, chunk, rounds))
+    finally:
+        if child.stdin:
+            child.stdin.close()
+        child.wait(timeout=30)
+    stream_rate, raw_rate = mib / best_stream, mib / best_raw
+    return {
+        "mib": mib,
+        "chunk": chunk,
+        "rounds": rounds,
+        "stream_mib_s": round(stream_rate, 1),
+        "raw_mib_s": round(raw_rate, 1),
+        "stream_ratio_vs_raw": round(stream_rate / raw_rate, 3),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--mib", type=int, default=256, help="image size in MiB")
+    p.add_argument("--chunk", type=int, default=65536, help="bytes per message")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds; the best of each side counts")
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.serve:
+        asyncio.run(serve())
+        return 0
+    print(json.dumps(bench(args.mib, args.chunk, args.rounds)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
