@@ -54,4 +54,6 @@ def parse_install_request(data: bytes) -> os_pb2.InstallRequest | memoryview:
         length, start = _read_varint(data, 1)
         if start + length == len(data):
             return memoryview(data)[start:]
-    return os_pb2.InstallRequest.FromString(data)
+    msg = os_pb2.InstallRequest()
+    msg.ParseFromString(data)
+    return msg

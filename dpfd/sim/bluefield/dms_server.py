@@ -302,7 +302,7 @@ class EmulatedDms:
         first = await anext(requests, None)
         if first is None:
             return
-        if first.WhichOneof("request") != "transfer_request":
+        if isinstance(first, memoryview) or first.WhichOneof("request") != "transfer_request":
             yield _install_error("UNSPECIFIED", "the first InstallRequest must be a transfer_request")
             return
         if self._installing:

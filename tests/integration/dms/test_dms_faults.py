@@ -136,3 +136,23 @@ async def test_reboot_that_never_completes_times_out(start_dms: StartDms, bfb: P
     assert msg.startswith(f"DMS dpu-1 ({dms.address}): wait for reboot (System.RebootStatus CPU): ")
     assert "reboot not done after 1.5s" in msg and "unreachable" in msg
     assert dms.state.reboots == 1 and not dms.up.is_set()
+
+
+async def test_content_before_transfer_request_is_refused(start_dms: StartDms) -> None:
+    import grpc
+
+    from dpfd.host.dms.framing import INSTALL_METHOD, frame_content, serialize_install_request
+    from dpfd.proto.gnoi.os import os_pb2
+
+    dms = await start_dms()
+    async with grpc.aio.insecure_channel(dms.address) as channel:
+        call = channel.stream_stream(
+            INSTALL_METHOD,
+            request_serializer=serialize_install_request,
+            response_deserializer=os_pb2.InstallResponse.FromString,
+        )()
+        await call.write(frame_content(b"data"))
+        resp = await call.read()
+    assert resp.install_error.type == os_pb2.InstallError.UNSPECIFIED
+    assert resp.install_error.detail == "the first InstallRequest must be a transfer_request"
+    assert dms.state.installs == 0
