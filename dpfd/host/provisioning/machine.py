@@ -153,7 +153,7 @@ class DpuProvisioner:
     async def _step(self, phase: str, ref: ObjectRef, intent: Intent, p: Progress) -> StepOutcome:
         target = _target(ref, intent)
         if phase == P.INITIALIZING:
-            return self._initializing(target, intent)
+            return await self._initializing(target, intent)
         if phase == P.NODE_EFFECT:
             return _node_effect(intent)
         if phase == P.PENDING:
@@ -177,14 +177,14 @@ class DpuProvisioner:
 
     # -- phases -------------------------------------------------------------------------------------
 
-    def _initializing(self, target: DpuTarget, intent: Intent) -> StepOutcome:
-        if not self.deps.inventory.has_dpu(target.pci_address):
+    async def _initializing(self, target: DpuTarget, intent: Intent) -> StepOutcome:
+        if not await self.deps.inventory.has_dpu(target.pci_address):
             return _Wait(
                 P.REASON_DPU_NOT_FOUND,
                 f"no BlueField at PCI address {target.pci_address} on {self.node}",
                 self.deps.recheck_interval,
             )
-        if not self.deps.inventory.oob_bridge_configured():
+        if not await self.deps.inventory.oob_bridge_configured():
             return _Wait(
                 P.REASON_OOB_BRIDGE,
                 f"bridge br-dpu on {self.node} is missing or has no IPv4 address",
@@ -299,6 +299,7 @@ class DpuProvisioner:
         async def run() -> None:
             try:
                 await bg.work()
+                self._save(ref, p)  # what the step learned (marks, digests) is on disk before the next reconcile
             finally:
                 self._kick(ref, 0.0)
 
