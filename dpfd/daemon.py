@@ -66,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon (the default)")
     # Also after the subcommand (`dpfd run --config X`); SUPPRESS keeps a value given before it.
     run.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
-    # Later subcommands (e.g. `dms-install`) are added here, each with its own handler below.
+    from dpfd.host import dms_cli
+
+    dms = sub.add_parser("dms-install", help="flash one DPU through its DMS by hand (recovery when automation cannot)")
+    dms_cli.add_arguments(dms)
     return parser
 
 
@@ -75,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.version:
         print(f"dpfd {version()}")
         return 0
+    if args.command == "dms-install":
+        from dpfd.host import dms_cli
+
+        return dms_cli.run(args)  # needs no config file: it talks to one DMS only
     try:
         config = load_config(args.config)
     except ConfigError as e:
