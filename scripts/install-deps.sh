@@ -16,6 +16,6 @@ if [ ${#need[@]} -gt 0 ]; then
   # Debian's policy-rc.d refuses to start services here; dpf starts etcd and OVS itself.
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-etcd --version | head -1
-ovs-vswitchd --version | head -1
-kubectl version --client 2>/dev/null | head -1
+etcd --version | sed -n 1p  # sed reads to the end: head would SIGPIPE the writer, failing under pipefail
+ovs-vswitchd --version | sed -n 1p
+kubectl version --client 2>/dev/null | sed -n 1p
