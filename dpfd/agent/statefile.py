@@ -41,7 +41,7 @@ def write_atomic(path: str | Path, data: bytes, *, durable: bool = True) -> None
             os.unlink(tmp)
         raise
     if durable:
-        _fsync_dir(parent or ".")
+        fsync_dir(parent or ".")
 
 
 def read_file(path: str | Path) -> bytes:
@@ -67,11 +67,11 @@ def remove_durably(path: str | Path, *, durable: bool = True) -> bool:
     except FileNotFoundError:
         return False
     if durable:
-        _fsync_dir(os.path.dirname(os.fspath(path)) or ".")
+        fsync_dir(os.path.dirname(os.fspath(path)) or ".")
     return True
 
 
-def _fsync_dir(d: str) -> None:
+def fsync_dir(d: str | Path) -> None:
     # The rename or unlink is only durable once the directory entry is on disk.
     fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
     try:

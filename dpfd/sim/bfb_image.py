@@ -60,24 +60,37 @@ def make_image(name: str, body_size: int) -> bytes:
 
 
 class ImageVerifier:
-    """Checks an image as it streams in: feed chunks, then `ok()` says whether the trailer matches the body."""
+    """Checks an image as it streams in: feed chunks (bytes or memoryviews, not copied when large enough), then
+    `ok()` says whether the trailer matches the body."""
 
     def __init__(self) -> None:
         self._digest = hashlib.sha256()
-        self._tail = b""  # the last TRAILER_LEN bytes seen, not yet known to be body
+        self._tail = b""  # the last TRAILER_LEN bytes seen (fewer at the start), not yet known to be body
         self.size = 0
 
-    def feed(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        data = self._tail + chunk
+    def feed(self, chunk: bytes | memoryview) -> None:
+        view = memoryview(chunk)
+        self.size += len(view)
+        if len(view) >= TRAILER_LEN:
+            # Hash the held tail and the chunk's front in place; keep only the chunk's last TRAILER_LEN bytes.
+            self._digest.update(self._tail)
+            self._digest.update(view[:-TRAILER_LEN])
+            self._tail = bytes(view[-TRAILER_LEN:])
+            return
+        data = self._tail + bytes(view)
         if len(data) > TRAILER_LEN:
             self._digest.update(data[:-TRAILER_LEN])
-            self._tail = data[-TRAILER_LEN:]
-        else:
-            self._tail = data
+            data = data[-TRAILER_LEN:]
+        self._tail = data
+
+    def has_trailer(self) -> bool:
+        tail = self._tail
+        return len(tail) == TRAILER_LEN and tail.startswith(TRAILER_PREFIX) and tail.endswith(b"\n")
+
+    @property
+    def claimed_sha256(self) -> str:
+        """The digest the trailer claims (empty without a trailer)."""
+        return self._tail[len(TRAILER_PREFIX) : -1].decode(errors="replace") if self.has_trailer() else ""
 
     def ok(self) -> bool:
-        tail = self._tail
-        if len(tail) != TRAILER_LEN or not tail.startswith(TRAILER_PREFIX) or not tail.endswith(b"\n"):
-            return False
-        return tail[len(TRAILER_PREFIX) : -1] == self._digest.hexdigest().encode()
+        return self.has_trailer() and self.claimed_sha256 == self._digest.hexdigest()

@@ -22,7 +22,7 @@ from types import TracebackType
 import aiohttp
 from yarl import URL
 
-from dpfd.agent.statefile import remove_durably
+from dpfd.agent.statefile import fsync_dir, remove_durably
 from dpfd.host.bfb.download import Download, TransferResult, TransferSettings
 from dpfd.host.bfb.errors import BfbFetchError, FetchReason, disk_error
 from dpfd.host.bfb.layout import CacheLayout, IndexEntry, url_key
@@ -358,7 +358,7 @@ class BfbCache:
         else:
             os.chmod(partial, 0o644)
             os.replace(partial, blob)  # the partial was fsynced; rename is atomic
-            _fsync_dir(self.layout.blobs)
+            fsync_dir(self.layout.blobs)
         self.layout.write_index(IndexEntry(url, result.sha256, result.size, result.etag, result.last_modified))
         self.layout.remove_partial(key)
         return blob
@@ -405,11 +405,3 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -39,7 +39,7 @@ from dpfd.host.dms.tls import TlsFiles
 from dpfd.proto.gnmi import gnmi_pb2, gnmi_pb2_grpc
 from dpfd.proto.gnoi.os import os_pb2, os_pb2_grpc
 from dpfd.proto.gnoi.system import system_pb2, system_pb2_grpc
-from dpfd.sim.bfb_image import TRAILER_LEN, TRAILER_PREFIX
+from dpfd.sim.bfb_image import TRAILER_LEN, ImageVerifier
 from dpfd.sim.bluefield.dms_state import DmsState, InstalledImage, StateStore
 
 MODE_PATH = "nvidia/mode/config/mode"
@@ -90,46 +90,20 @@ def _install_error(kind: str, detail: str) -> os_pb2.InstallResponse:
     return os_pb2.InstallResponse(install_error=err)
 
 
-class _StreamVerifier:
-    """Checks a dpf-sim BFB as it streams in: sha256 of everything but the last TRAILER_LEN bytes, which are kept
-    to compare with. Works on memoryviews without copying chunks (unlike concatenating a tail to each)."""
-
-    def __init__(self) -> None:
-        self._digest = hashlib.sha256()
-        self._held = b""  # the last TRAILER_LEN bytes seen (or fewer at the start)
-
-    def feed(self, chunk: bytes | memoryview) -> None:
-        view = memoryview(chunk)
-        if len(view) >= TRAILER_LEN:
-            self._digest.update(self._held)
-            self._digest.update(view[:-TRAILER_LEN])
-            self._held = bytes(view[-TRAILER_LEN:])
-            return
-        data = self._held + bytes(view)
-        if len(data) > TRAILER_LEN:
-            self._digest.update(data[:-TRAILER_LEN])
-            data = data[-TRAILER_LEN:]
-        self._held = data
-
-    def problem(self, received: int) -> tuple[str, str] | None:
-        """(InstallError type, detail) when the image is not intact, else None."""
-        tail = self._held
-        if len(tail) < TRAILER_LEN or not tail.startswith(TRAILER_PREFIX) or not tail.endswith(b"\n"):
-            return (
-                "PARSE_FAIL",
-                f"no DPFSIM-SHA256 trailer at the end of the {received} bytes received: not a dpf-sim BFB",
-            )
-        want = tail[len(TRAILER_PREFIX) : -1].decode(errors="replace")
-        if want != self._digest.hexdigest():
-            return (
-                "INTEGRITY_FAIL",
-                f"sha256 of the {received - TRAILER_LEN} body bytes does not match the trailer's {want}",
-            )
-        return None
-
-    @property
-    def sha256(self) -> str:
-        return self._held[len(TRAILER_PREFIX) : -1].decode(errors="replace")
+def _image_problem(verifier: ImageVerifier) -> tuple[str, str] | None:
+    """(InstallError type, detail) when a streamed dpf-sim BFB is not intact, else None."""
+    if not verifier.has_trailer():
+        return (
+            "PARSE_FAIL",
+            f"no DPFSIM-SHA256 trailer at the end of the {verifier.size} bytes received: not a dpf-sim BFB",
+        )
+    if not verifier.ok():
+        return (
+            "INTEGRITY_FAIL",
+            f"sha256 of the {verifier.size - TRAILER_LEN} body bytes does not match the trailer's "
+            f"{verifier.claimed_sha256}",
+        )
+    return None
 
 
 class EmulatedDms:
@@ -334,7 +308,7 @@ class EmulatedDms:
             return
         yield os_pb2.InstallResponse(transfer_ready=os_pb2.TransferReady())
 
-        verifier = None if is_cfg else _StreamVerifier()
+        verifier = None if is_cfg else ImageVerifier()
         cfg = bytearray()
         received = 0
         next_progress = self.progress_every
@@ -392,11 +366,11 @@ class EmulatedDms:
             self._store.save_image(version, data)
         else:
             assert verifier is not None
-            problem = verifier.problem(received)
+            problem = _image_problem(verifier)
             if problem:
                 yield _install_error(*problem)
                 return
-            image = InstalledImage(size=received, sha256=verifier.sha256, kind="bfb")
+            image = InstalledImage(size=received, sha256=verifier.claimed_sha256, kind="bfb")
         self.state.installed[version] = image
         self.state.installs += 1
         self._store.save()

@@ -17,8 +17,8 @@ from dpfd.host.dms.chunks import BATCH_BYTES, bytes_chunks, file_chunks
 from dpfd.host.dms.framing import frame_content, parse_install_request, serialize_install_request
 from dpfd.host.dms.tls import TlsFiles
 from dpfd.proto.gnoi.os import os_pb2
-from dpfd.sim.bfb_image import TRAILER_PREFIX, make_image, trailer
-from dpfd.sim.bluefield.dms_server import DmsFaults, _StreamVerifier, parse_fault
+from dpfd.sim.bfb_image import TRAILER_PREFIX, ImageVerifier, make_image, trailer
+from dpfd.sim.bluefield.dms_server import DmsFaults, _image_problem, parse_fault
 
 
 def test_cert_set_chains_to_its_ca_with_the_right_names_and_usages(tmp_path: Path) -> None:
@@ -98,30 +98,30 @@ def test_fault_flags() -> None:
 @pytest.mark.parametrize("chunk", [1, 7, 80, 81, 82, 4096, 65536])
 def test_stream_verifier_accepts_an_intact_image_in_any_chunking(chunk: int) -> None:
     image = make_image("v", 100_000)
-    v = _StreamVerifier()
+    v = ImageVerifier()
     view = memoryview(image)
     for i in range(0, len(image), chunk):
         v.feed(view[i : i + chunk])
-    assert v.problem(len(image)) is None
-    assert v.sha256 == trailer("v", 100_000)[len(TRAILER_PREFIX) : -1].decode()
+    assert _image_problem(v) is None
+    assert v.claimed_sha256 == trailer("v", 100_000)[len(TRAILER_PREFIX) : -1].decode()
 
 
 def test_stream_verifier_names_what_is_wrong() -> None:
     image = bytearray(make_image("v", 10_000))
     image[5000] ^= 0x40
-    v = _StreamVerifier()
+    v = ImageVerifier()
     v.feed(bytes(image))
-    problem = v.problem(len(image))
+    problem = _image_problem(v)
     assert problem is not None and problem[0] == "INTEGRITY_FAIL" and "10000 body bytes" in problem[1]
-    foreign = _StreamVerifier()
+    foreign = ImageVerifier()
     foreign.feed(b"\x00" * 500)
-    assert foreign.problem(500) == (
+    assert _image_problem(foreign) == (
         "PARSE_FAIL",
         "no DPFSIM-SHA256 trailer at the end of the 500 bytes received: not a dpf-sim BFB",
     )
-    short = _StreamVerifier()
+    short = ImageVerifier()
     short.feed(b"abc")
-    assert short.problem(3) is not None and short.problem(3)[0] == "PARSE_FAIL"  # type: ignore[index]
+    assert _image_problem(short) is not None and _image_problem(short)[0] == "PARSE_FAIL"  # type: ignore[index]
 
 
 @pytest.mark.parametrize("size", [0, 1, 127, 128, 16383, 16384, 65536, 2 << 20])
