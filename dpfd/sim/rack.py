@@ -1,0 +1,161 @@
+"""The emulated hardware of a simulated fleet, in one process: for every host a network namespace with its
+br-dpu bridge, a sysfs tree with its BlueFields (whose sriov_numvfs writes make veth VFs in that namespace),
+and for every BlueField an emulated DMS on its own port.
+
+  python -m dpfd.sim.rack --plan FILE
+
+The plan (JSON, see `RackPlan`) is written by `dpf-sim up` or a benchmark; the rack builds everything, prints
+`ready N` (N BlueFields), serves until SIGTERM/SIGINT, then removes its namespaces. Namespaces a killed rack
+left behind are removed when the next one starts with the same plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pyroute2 import IPRoute, netns
+
+from dpfd.sim.bluefield.dms_server import EmulatedDms
+from dpfd.sim.sysfs import EmulatedSysfs, VethVfNetdevs
+
+
+class _Plan(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DpuPlan(_Plan):
+    name: str = Field(description="The DPU object's name (the emulated BlueField's name in logs and state).")
+    pci: str = Field(description="domain:bus:device, e.g. 0000:03:00")
+    model: Literal["BF2", "BF3"] = "BF3"
+    pf_names: tuple[str, ...] = ("p0", "p1")
+    total_vfs: int = 16
+    dms_port: int
+    state_dir: Path
+
+
+class HostPlan(_Plan):
+    node: str
+    netns: str | None = Field(default=None, description="The host's network namespace; None: no br-dpu, no VFs.")
+    bridge_address: str = Field(default="198.51.100.1/24", description="br-dpu's IPv4 address, CIDR form.")
+    gateway: str = Field(default="198.51.100.254", description="The default route over br-dpu (the OOB network's).")
+    sysfs_root: Path
+    dpus: list[DpuPlan] = Field(default_factory=list)
+
+
+class RackPlan(_Plan):
+    hosts: list[HostPlan]
+    install_bytes_per_s: float = Field(default=0.0, ge=0.0, description="DMS install pace; 0 = unthrottled.")
+    reboot_seconds: float = Field(default=1.0, ge=0.0)
+
+
+def address_of_dpu(dpu: DpuPlan) -> str:
+    return f"127.0.0.1:{dpu.dms_port}"
+
+
+def make_host_netns(name: str, bridge_address: str, gateway: str) -> None:
+    """A fresh namespace `name` holding lo and the OOB bridge br-dpu with `bridge_address` and the default route
+    through `gateway`, as an admin prepares a DPF host (replaces a stale namespace of that name)."""
+    remove_netns(name)
+    netns.create(name)
+    address, _, prefix = bridge_address.partition("/")
+    with IPRoute(netns=name, flags=0) as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        ipr.link("add", ifname="br-dpu", kind="bridge")
+        index = ipr.link_lookup(ifname="br-dpu")[0]
+        ipr.link("set", index=index, state="up")
+        ipr.addr("add", index=index, address=address, prefixlen=int(prefix or 24))
+        ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+
+
+def remove_netns(name: str) -> None:
+    if name in netns.listnetns():
+        netns.remove(name)
+
+
+class Rack:
+    """Builds and runs a plan's hardware; `stop()` takes it all down again."""
+
+    def __init__(self, plan: RackPlan) -> None:
+        self.plan = plan
+        self.dms: dict[str, EmulatedDms] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._netns: list[str] = []
+
+    async def start(self) -> None:
+        try:
+            for host in self.plan.hosts:
+                await self._start_host(host)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_host(self, host: HostPlan) -> None:
+        sysfs = EmulatedSysfs(host.sysfs_root)
+        if host.netns is not None:
+            # A thread: pyroute2's sync API runs its own event loop, which cannot nest in ours.
+            await asyncio.to_thread(make_host_netns, host.netns, host.bridge_address, host.gateway)
+            self._netns.append(host.netns)
+        for dpu in host.dpus:
+            if not sysfs.function_dir(f"{dpu.pci}.0").exists():  # a restarted rack keeps the tree it made
+                sysfs.add_bluefield(pci=dpu.pci, model=dpu.model, pf_names=dpu.pf_names, total_vfs=dpu.total_vfs)
+            dms = EmulatedDms(
+                address_of_dpu(dpu),
+                state_dir=dpu.state_dir,
+                install_bytes_per_s=self.plan.install_bytes_per_s,
+                reboot_seconds=self.plan.reboot_seconds,
+                name=dpu.name,
+            )
+            await dms.start()
+            self.dms[dpu.name] = dms
+        vfs = VethVfNetdevs(host.netns) if host.netns is not None else None
+        self._tasks.append(asyncio.create_task(sysfs.serve_sriov(vf_netdevs=vfs), name=f"sriov {host.node}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for dms in self.dms.values():
+            await dms.stop()
+        for name in self._netns:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(remove_netns, name)
+
+
+async def serve(plan: RackPlan) -> None:
+    rack = Rack(plan)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await rack.start()
+    print(f"ready {len(rack.dms)}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await rack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dpfd.sim.rack", description=__doc__.split("\n")[0])
+    parser.add_argument("--plan", type=Path, required=True, help="the RackPlan JSON file")
+    args = parser.parse_args(argv)
+    try:
+        plan = RackPlan.model_validate_json(args.plan.read_text())
+    except (OSError, ValueError) as e:
+        print(f"rack: {args.plan}: {e}", file=sys.stderr)
+        return 2
+    import uvloop
+
+    uvloop.run(serve(plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

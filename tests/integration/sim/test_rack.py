@@ -1,0 +1,92 @@
+"""The rack: the emulated hardware dpf-sim and the benchmarks run, checked with the host's own discovery code,
+a real DMS client and real netlink."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from pyroute2 import IPRoute, netns
+
+from dpfd.host.discovery import node_labels, scan
+from dpfd.host.dms.client import DmsClient
+from dpfd.sim.ports import free_port
+from dpfd.sim.rack import DpuPlan, HostPlan, Rack, RackPlan, address_of_dpu
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+
+def _bridge_state(ns: str) -> str:
+    with IPRoute(netns=ns, flags=0) as ipr:
+        return str(ipr.get_links(ipr.link_lookup(ifname="br-dpu")[0])[0].get_attr("IFLA_OPERSTATE"))
+
+
+def _plan(tmp_path: Path, ns: str) -> RackPlan:
+    dpus = [
+        DpuPlan(
+            name=f"worker-1-0000-0{bus}-00",
+            pci=f"0000:0{bus}:00",
+            pf_names=(f"p{2 * i}", f"p{2 * i + 1}"),
+            dms_port=free_port(),
+            state_dir=tmp_path / f"dpu{i}",
+        )
+        for i, bus in enumerate((3, 4))
+    ]
+    host = HostPlan(
+        node="worker-1", netns=ns, bridge_address="198.51.100.11/24", sysfs_root=tmp_path / "sys", dpus=dpus
+    )
+    return RackPlan(hosts=[host], reboot_seconds=0.1)
+
+
+async def test_a_rack_host_is_what_discovery_expects_and_its_dms_answers(tmp_path: Path) -> None:
+    ns = f"dpf-rack-{uuid.uuid4().hex[:8]}"
+    plan = _plan(tmp_path, ns)
+    rack = Rack(plan)
+    await rack.start()
+    try:
+        found = await asyncio.to_thread(scan, tmp_path / "sys", netns=ns)
+        assert [d.pci_address for d in found.dpus] == ["0000-03-00", "0000-04-00"]
+        labels = node_labels(found)
+        assert labels["feature.node.kubernetes.io/dpu-0-pf0-name"] == "p0"
+        assert found.oob_bridge_configured
+        assert await asyncio.to_thread(_bridge_state, ns) in ("UP", "UNKNOWN")
+        for dpu in plan.hosts[0].dpus:
+            client = DmsClient(address_of_dpu(dpu), None, name=dpu.name)
+            try:
+                assert await client.verify() == ""  # nothing activated yet
+            finally:
+                await client.close()
+    finally:
+        await rack.stop()
+    assert ns not in netns.listnetns()
+
+
+def test_the_rack_process_replaces_a_namespace_a_killed_rack_left(tmp_path: Path) -> None:
+    ns = f"dpf-rack-{uuid.uuid4().hex[:8]}"
+    netns.create(ns)  # what a SIGKILLed rack leaves behind: a namespace with no br-dpu
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(_plan(tmp_path, ns).model_dump_json())
+    proc = subprocess.Popen([sys.executable, "-m", "dpfd.sim.rack", "--plan", str(plan_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready 2", proc.stderr.read() if proc.stderr else ""
+        assert scan(tmp_path / "sys", netns=ns).oob_bridge_configured
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0, proc.stderr.read() if proc.stderr else ""
+    assert ns not in netns.listnetns()
+
+
+def test_a_bad_plan_is_refused_with_the_file_and_the_field(tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text('{"hosts": [{"node": "w1", "sysfsRoot": "/x"}]}')
+    out = subprocess.run([sys.executable, "-m", "dpfd.sim.rack", "--plan", str(plan_file)],
+                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert out.returncode == 2
+    assert str(plan_file) in out.stderr and "sysfs_root" in out.stderr
