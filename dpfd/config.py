@@ -10,6 +10,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from dpfd.dpu.settings import JoinSettings
+
 DEFAULT_CONFIG_PATH = Path("/etc/dpf/dpfd.yaml")
 CONFIG_ENV = "DPFD_CONFIG"
 
@@ -47,6 +49,7 @@ class DpfdConfig(_CamelModel):
     session_ttl: float = Field(default=10.0, alias="sessionTTL", ge=2.0, le=3600.0)
     log_level: LogLevel = "info"
     sysfs_root: Path = Path("/sys")
+    join: JoinSettings | None = None  # role dpu: join the DPU cluster with kubeadm (written by bf.cfg)
 
 
 def config_path(cli_path: str | os.PathLike[str] | None = None) -> Path:

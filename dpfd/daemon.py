@@ -25,6 +25,7 @@ from dpfd.systemd_notify import SystemdNotifier
 
 if TYPE_CHECKING:
     from dpfd.agent.reconciler import Reconciler
+    from dpfd.dpu.joiner import DpuRole
     from dpfd.store import Store
 
 SHUTDOWN_TIMEOUT = 10.0
@@ -54,7 +55,7 @@ def reconcilers_for(config: DpfdConfig) -> list[Reconciler]:
         from dpfd.host.dpu_intent import host_reconcilers
 
         return host_reconcilers(config.node, config.state_dir)
-    return []  # the dpu role's reconcilers (OVS, IPAM, CNI, kubeadm join) come with their issues
+    return []  # the dpu role's reconcilers (OVS, IPAM, CNI) come with their issues; its join: _start_dpu_role
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,10 +113,14 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
         version=version(),
         endpoints=",".join(config.etcd.endpoints),
     )
+    # The DPU's cluster join needs no etcd: it starts at once and goes on while etcd is unreachable.
+    dpu_role = _start_dpu_role(config) if config.role == "dpu" else None
     notifier.status("connecting to etcd")
     store = await _connect(config, stop)
     if store is None:
         notifier.stopping("stopped before connecting to etcd")
+        if dpu_role is not None:
+            await dpu_role.stop()
         watchdog.cancel()
         return 0
     agent = NodeAgent(
@@ -142,11 +147,19 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
     log.info("stopping", node=config.node, in_flight=agent.busy)
     notifier.stopping("finishing in-flight work")
     clean = await agent.stop(SHUTDOWN_TIMEOUT)
+    if dpu_role is not None:
+        await dpu_role.stop()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(store.close(), 5.0)
     watchdog.cancel()
     log.info("stopped", node=config.node, clean=clean)
     return 0
+
+
+def _start_dpu_role(config: DpfdConfig) -> DpuRole:
+    from dpfd.dpu.joiner import DpuRole
+
+    return DpuRole(config.join, config.node, config.state_dir).start()
 
 
 async def _connect(config: DpfdConfig, stop: asyncio.Event) -> Store | None:

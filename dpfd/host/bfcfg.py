@@ -3,7 +3,7 @@
 The BFB installer sources bf.cfg as bash. It holds, in DPF's order: the flavor's bfcfgParameters (installer
 settings), then `bfb_modify_os()`, which writes the DPU's files into the freshly installed root file system
 (mounted at /mnt) and seeds cloud-init, which on first boot sets the hostname and password and runs the
-first-boot commands (mlxconfig, OVS script, update-grub, dpfd, the cluster join).
+first-boot commands (mlxconfig, OVS script, update-grub, then dpfd, which joins the DPU cluster with kubeadm).
 
 Unlike DPF's template, files are written at install time by `dpf_write` from quoted heredocs rather than by
 cloud-init `write_files` literal blocks, so every byte of user content (quotes, `$(...)`, a missing or extra
@@ -17,7 +17,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dpfd.api.names import dns1123_subdomain_error
 from dpfd.api.provisioning import DPUFlavorSpec
 from dpfd.config import ConfigError, parse_config
+from dpfd.dpu.settings import CA_HASH_PATTERN, ENDPOINT_PATTERN, TOKEN_PATTERN
 from dpfd.host import bfcfg_template as t
 
 MAX_BF_CFG_SIZE: Final = 128 * 1024  # DMS refuses larger bf.cfg files (DOCA >= 2.8)
@@ -34,9 +35,7 @@ _PASSWORD_KEY = "ubuntu_PASSWORD"
 _PF_TOTAL_SF = re.compile(r"^PF_TOTAL_SF=([0-9]+)")
 _SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CRYPT_HASH = re.compile(r"^\$[A-Za-z0-9]+\$[A-Za-z0-9./$=,+-]+$")
-_TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
-_CA_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
-_ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
+_CA_HASH = re.compile(CA_HASH_PATTERN)
 _REGISTRY_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
 _VERSION_TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+:~-]*$")
 _PERMISSIONS = re.compile(r"^0?[0-7]{3}$")
@@ -70,11 +69,16 @@ class _Frozen(BaseModel):
 
 
 class KubeadmJoin(_Frozen):
-    """What `kubeadm join` needs to join the DPU cluster (from `kubeadm token create --print-join-command`)."""
+    """What `kubeadm join` needs to join the DPU cluster (from `kubeadm token create --print-join-command`).
 
-    api_server_endpoint: str = Field(pattern=_ENDPOINT.pattern, description='"host:port" of the API server.')
-    token: str = Field(pattern=_TOKEN.pattern, description="A bootstrap token, [a-z0-9]{6}.[a-z0-9]{16}.")
+    The DPU's dpfd does the join: bf.cfg hands these settings to it in dpfd.yaml's `join:`.
+    """
+
+    api_server_endpoint: str = Field(pattern=ENDPOINT_PATTERN, description='"host:port" of the API server.')
+    token: str = Field(pattern=TOKEN_PATTERN, description="A bootstrap token, [a-z0-9]{6}.[a-z0-9]{16}.")
     ca_cert_hashes: tuple[str, ...] = Field(min_length=1, description='"sha256:<hex>" pins of the cluster CA.')
+    node_labels: dict[str, str] = Field(default_factory=dict, description="Labels the DPU's Node registers with.")
+    kubeadm: str | None = Field(default=None, description="kubeadm to run on the DPU; None: kubeadm on its PATH.")
 
     @field_validator("ca_cert_hashes")
     @classmethod
@@ -85,7 +89,9 @@ class KubeadmJoin(_Frozen):
         return v
 
     @classmethod
-    def from_join_command(cls, command: str) -> KubeadmJoin:
+    def from_join_command(
+        cls, command: str, *, node_labels: dict[str, str] | None = None, kubeadm: str | None = None
+    ) -> KubeadmJoin:
         """Parse `kubeadm join HOST:PORT --token T --discovery-token-ca-cert-hash sha256:H [...]`."""
         try:
             words = shlex.split(command)
@@ -110,7 +116,13 @@ class KubeadmJoin(_Frozen):
         if token is None or not hashes:
             raise BfCfgError("join command needs --token and --discovery-token-ca-cert-hash")
         try:
-            return cls(api_server_endpoint=words[2], token=token, ca_cert_hashes=tuple(hashes))
+            return cls(
+                api_server_endpoint=words[2],
+                token=token,
+                ca_cert_hashes=tuple(hashes),
+                node_labels=dict(node_labels or {}),
+                kubeadm=kubeadm,
+            )
         except ValidationError as e:
             first = e.errors()[0]
             raise BfCfgError(f"join command: {first['loc'][0]}: {first['msg']}") from None
@@ -230,7 +242,7 @@ def render_bf_cfg(flavor: DPUFlavorSpec, ctx: BfCfgContext) -> bytes:
         writes.add(t.CONTAINERD_SCRIPT, t.CONTAINERD_SCRIPT_TEXT, "0755")
     _dpfd_files(writes, ctx)
     if ctx.join is not None:
-        _join_files(writes, ctx.join, ctx.dpu_name)
+        _join_files(writes)
     user_data = _user_data(
         ctx,
         password,
@@ -305,13 +317,16 @@ def _dpfd_files(writes: _Writes, ctx: BfCfgContext) -> None:
     settings = ctx.dpfd
     for i, ep in enumerate(settings.etcd_endpoints):
         _check_line(ep, f"dpfd.etcd_endpoints[{i}]")
-    config = {"node": ctx.dpu_name, "role": "dpu", "etcd": {"endpoints": list(settings.etcd_endpoints)}}
+    config: dict[str, Any] = {"node": ctx.dpu_name, "role": "dpu", "etcd": {"endpoints": list(settings.etcd_endpoints)}}
+    if ctx.join is not None:
+        config["join"] = _join_settings(ctx.join, ctx.dpu_name)
     text = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
     try:
         parse_config(text, t.DPFD_CONFIG)
     except ConfigError as e:
         raise BfCfgError(f"dpfd settings do not make a valid dpfd config: {e}") from None
-    writes.add(t.DPFD_CONFIG, text, "0644", label="dpfd config")
+    # 0600: with a join it holds the bootstrap token.
+    writes.add(t.DPFD_CONFIG, text, "0600", label="dpfd config")
     pki = (
         ("ca.crt", settings.ca_pem, "0644"),
         ("dpfd.crt", settings.cert_pem, "0644"),
@@ -325,17 +340,25 @@ def _dpfd_files(writes: _Writes, ctx: BfCfgContext) -> None:
     writes.add(t.DPFD_PROVENANCE, json.dumps(provenance, sort_keys=True, indent=2) + "\n", "0644")
 
 
-def _join_files(writes: _Writes, join: KubeadmJoin, dpu_name: str) -> None:
-    argv = ["kubeadm", "join", join.api_server_endpoint, "--token", join.token]
-    for h in join.ca_cert_hashes:
-        argv += ["--discovery-token-ca-cert-hash", h]
-    argv += ["--node-name", dpu_name]
-    command = " ".join(shlex.quote(a) for a in argv)
+def _join_settings(join: KubeadmJoin, dpu_name: str) -> dict[str, Any]:
+    """dpfd.yaml's `join:` (dpfd.dpu.settings.JoinSettings): the DPU's dpfd runs kubeadm join with these."""
+    out: dict[str, Any] = {
+        "apiServerEndpoint": join.api_server_endpoint,
+        "token": join.token,
+        "caCertHashes": list(join.ca_cert_hashes),
+        "nodeName": dpu_name,
+        "nodeLabels": dict(sorted(join.node_labels.items())),
+    }
+    if join.kubeadm is not None:
+        _check_line(join.kubeadm, "join.kubeadm")
+        out["kubeadm"] = join.kubeadm
+    return out
+
+
+def _join_files(writes: _Writes) -> None:
+    """DPF's kubelet set-up for kubeadm; the join itself is dpfd's (see _join_settings)."""
     writes.add(t.KUBELET_DROP_IN, t.KUBELET_DROP_IN_TEXT, "0644", label="join")
     writes.step("join", t.REMOVE_KUBELET_BLUEFIELD)
-    # 0700: the script holds the bootstrap token.
-    writes.add(t.JOIN_SCRIPT, t.JOIN_SCRIPT_TEXT.format(join_command=command), "0700", label="join")
-    writes.add(t.JOIN_UNIT, t.JOIN_UNIT_TEXT, "0644", label="join")
 
 
 def _user_data(
@@ -373,9 +396,9 @@ def _user_data(
         cmds.append(["update-grub"])
     if ctx.dpfd.install_command:
         cmds.append(list(ctx.dpfd.install_command))
-    cmds.append(["systemctl", "enable", "--now", "dpfd"])
     if ctx.join is not None:
-        cmds.append(["systemctl", "enable", "--now", "kubeadm-join.service"])
+        cmds.append(["systemctl", "enable", "kubelet"])  # kubeadm join, run by dpfd, starts it
+    cmds.append(["systemctl", "enable", "--now", "dpfd"])
     for i, cmd in enumerate(cmds):
         for word in cmd:
             _check_line(word, f"first-boot command {i}")

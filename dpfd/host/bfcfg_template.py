@@ -30,9 +30,6 @@ DPFD_CONFIG: Final = "/etc/dpf/dpfd.yaml"
 DPFD_PROVENANCE: Final = "/etc/dpf/provisioning.json"
 DPFD_PKI_DIR: Final = "/etc/dpf/pki"
 KUBELET_DROP_IN: Final = "/etc/systemd/system/kubelet.service.d/10-bf.conf"
-JOIN_SCRIPT: Final = "/opt/dpf/join_k8s_cluster.sh"
-JOIN_UNIT: Final = "/etc/systemd/system/kubeadm-join.service"
-JOIN_MARKER: Final = "/opt/dpf/joined_cluster_successfully"
 # The BlueField image's kubelet drop-in that fights kubeadm's; DPF removes it before joining.
 KUBELET_BLUEFIELD_DROP_IN: Final = "/usr/lib/systemd/system/kubelet.service.d/90-kubelet-bluefield.conf"
 
@@ -239,42 +236,6 @@ ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELE
 
 REMOVE_KUBELET_BLUEFIELD: Final = f"""\
 rm -f "$1{KUBELET_BLUEFIELD_DROP_IN}"
-"""
-
-JOIN_SCRIPT_TEXT: Final = f"""\
-#!/bin/bash
-# Joins this DPU to its DPU cluster; kubeadm-join.service runs it until the join succeeds once.
-if [ -e {JOIN_MARKER} ]; then
-    echo "{JOIN_MARKER} exists: this DPU has joined its cluster already"
-    exit 0
-fi
-until ip -4 -o addr show dev br-comm-ch 2>/dev/null | grep -q ' inet '; do
-    sleep 5
-done
-systemctl enable kubelet
-until {{join_command}}; do
-    # A half-done join leaves files that make the next attempt fail.
-    rm -f /etc/kubernetes/pki/ca.crt /etc/kubernetes/bootstrap-kubelet.conf
-    sleep 5
-done
-touch {JOIN_MARKER}
-"""
-
-JOIN_UNIT_TEXT: Final = f"""\
-[Unit]
-Description=Join the DPU cluster with kubeadm, retrying until it succeeds
-After=network-online.target
-Wants=network-online.target
-ConditionPathExists=!{JOIN_MARKER}
-
-[Service]
-Type=simple
-ExecStart=/bin/bash {JOIN_SCRIPT}
-Restart=on-failure
-RestartSec=10
-
-[Install]
-WantedBy=multi-user.target
 """
 
 USER_DATA_HEAD: Final = """\

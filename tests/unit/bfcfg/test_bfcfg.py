@@ -64,7 +64,9 @@ def full_context() -> BfCfgContext:
     return minimal_context(
         bfb_name="bf-bundle",
         bfb_version="2.9.1",
-        join=KubeadmJoin.from_join_command(JOIN_COMMAND),
+        join=KubeadmJoin.from_join_command(
+            JOIN_COMMAND, node_labels={"zone": "rack-7", "dpu.example.com/role": "storage"}, kubeadm="/usr/bin/kubeadm"
+        ),
         dpfd=DpuDaemonSettings(
             etcd_endpoints=("https://10.0.110.10:2379", "https://10.0.110.11:2379"),
             ca_pem=PEM_CA,
@@ -143,7 +145,14 @@ def test_minimal_flavor_writes_dpfd_config_and_no_optional_steps(tmp_path: Path)
     assert user_data["hostname"] == "worker-1-0000-03-00"
     assert ["systemctl", "enable", "--now", "dpfd"] in user_data["runcmd"]
     assert user_data["chpasswd"]["list"] == "ubuntu:ubuntu\n"
-    for absent in ("opt/dpf/join_k8s_cluster.sh", "opt/dpf/configure-sfs.sh", "opt/dpf/ovs.sh", "etc/default/grub.d"):
+    assert config.join is None
+    assert mode(root / "etc/dpf/dpfd.yaml") == 0o600
+    for absent in (
+        "etc/systemd/system/kubelet.service.d",
+        "opt/dpf/configure-sfs.sh",
+        "opt/dpf/ovs.sh",
+        "etc/default/grub.d",
+    ):
         assert not (root / absent).exists(), absent
     assert "kubeadm" not in text and "update-grub" not in text and "mlxconfig" not in text
     netplan = yaml.safe_load((root / "etc/netplan/99-dpf-comm-ch.yaml").read_text())
@@ -174,38 +183,53 @@ def test_full_flavor_files_on_the_target(tmp_path: Path) -> None:
     assert (root / "opt/dpf/ovs.sh").read_text().endswith("ovs-vsctl set bridge br-sfc datapath_type=netdev\n")
     assert mode(root / "opt/dpf/ovs.sh") == 0o755
     assert "PF_TOTAL_SF=3\n" in (root / "opt/dpf/configure-sfs.sh").read_text()
-    assert mode(root / "opt/dpf/join_k8s_cluster.sh") == 0o700
     assert 'capabilities = ["pull", "resolve"]' in (root / "etc/containerd/certs.d/nvcr.io/hosts.toml").read_text()
     user_data = yaml.safe_load((root / "var/lib/cloud/seed/nocloud-net/user-data").read_text())
     runcmd = user_data["runcmd"]
     assert runcmd.index(["apt-get", "install", "-y", "dpf"]) < runcmd.index(["systemctl", "enable", "--now", "dpfd"])
-    assert runcmd[-1] == ["systemctl", "enable", "--now", "kubeadm-join.service"]
+    assert runcmd[-2:] == [["systemctl", "enable", "kubelet"], ["systemctl", "enable", "--now", "dpfd"]]
     for script in sorted((root / "opt/dpf").glob("*.sh")):
         subprocess.run([BASH, "-n", script], check=True)  # every generated script parses
 
 
-def test_join_script_runs_the_join_with_exact_arguments(tmp_path: Path) -> None:
+def test_dpfd_config_carries_the_join_for_the_dpu_dpfd(tmp_path: Path) -> None:
+    flavor, ctx = GOLDEN_CASES["full"]()
+    root = tmp_path / "root"
+    bluefield_drop_in = root / "usr/lib/systemd/system/kubelet.service.d/90-kubelet-bluefield.conf"
+    bluefield_drop_in.parent.mkdir(parents=True)
+    bluefield_drop_in.write_text("[Service]\n")
+    text = render_bf_cfg(flavor, ctx).decode()
+    run_modify_os(text, tmp_path, root=root)
+    config = parse_config((root / "etc/dpf/dpfd.yaml").read_text(), "dpfd.yaml")
+    assert mode(root / "etc/dpf/dpfd.yaml") == 0o600  # the bootstrap token
+    assert config.join is not None
+    assert config.join.model_dump() == {
+        "api_server_endpoint": "10.0.110.10:6443",
+        "token": "abcdef.0123456789abcdef",
+        "ca_cert_hashes": [CA_HASH],
+        "node_name": "worker-1-0000-03-00",
+        "node_labels": {"dpu.example.com/role": "storage", "zone": "rack-7"},
+        "kubeadm": "/usr/bin/kubeadm",
+        "timeout": 300.0,
+    }
+    # DPF's kubelet set-up for kubeadm stays; the join script and unit are gone (dpfd joins).
+    assert (root / "etc/systemd/system/kubelet.service.d/10-bf.conf").exists()
+    assert not bluefield_drop_in.exists()
+    assert "join_k8s_cluster" not in text and "kubeadm-join.service" not in text
+
+
+def test_join_without_kubeadm_path_leaves_the_default(tmp_path: Path) -> None:
     flavor, ctx = GOLDEN_CASES["hbn"]()
     root = run_modify_os(render_bf_cfg(flavor, ctx).decode(), tmp_path)
-    script = (root / "opt/dpf/join_k8s_cluster.sh").read_text()
-    # Replace the tools the script calls with recorders, then run it for real.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "calls"
-    fake(bin_dir / "ip", 'echo "5: br-comm-ch    inet 10.0.110.20/24 brd 10.0.110.255 scope global br-comm-ch"')
-    fake(bin_dir / "systemctl", f'echo "systemctl $*" >> {log}')
-    fake(bin_dir / "kubeadm", f'printf "%s|" kubeadm "$@" >> {log}; echo >> {log}')
-    marker = tmp_path / "joined"
-    script = script.replace("/opt/dpf/joined_cluster_successfully", str(marker))
-    (tmp_path / "join.sh").write_text(script)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
-    subprocess.run([BASH, tmp_path / "join.sh"], env=env, check=True, timeout=30)
-    assert log.read_text().splitlines() == [
-        "systemctl enable kubelet",
-        "kubeadm|join|10.0.110.10:6443|--token|abcdef.0123456789abcdef|"
-        f"--discovery-token-ca-cert-hash|{CA_HASH}|--node-name|worker-1-0000-03-00|",
-    ]
-    assert marker.exists()
+    config = parse_config((root / "etc/dpf/dpfd.yaml").read_text(), "dpfd.yaml")
+    assert config.join is not None
+    assert (config.join.kubeadm, config.join.node_labels) == ("kubeadm", {})
+
+
+def test_bad_join_labels_are_refused_naming_the_field() -> None:
+    join = KubeadmJoin.from_join_command(JOIN_COMMAND, node_labels={"zone": "a,b"})
+    with pytest.raises(BfCfgError, match=r"dpfd settings do not make a valid dpfd config: .*join\.nodeLabels.*'a,b'"):
+        render_bf_cfg(DPUFlavorSpec(), minimal_context(join=join))
 
 
 def test_containerd_script_points_cri_at_the_hosts_directory(tmp_path: Path) -> None:
