@@ -32,6 +32,7 @@ from controller.kube.resources import DPUS, DPUSETS, ResourceType
 from controller.members import MembersCache
 from controller.publish import IntentPublisher
 from controller.queue import DONE, Result, WorkQueue, run_workers
+from controller.reconcilers.dpu_context import ContextHooks
 from controller.reconcilers.dpu_intent import dpu_intent, dpu_ref
 from controller.reconcilers.dpuset_desired import (
     DPU_FINALIZER,
@@ -43,6 +44,7 @@ from controller.reconcilers.dpuset_desired import (
     dpuset_of_dpu,
     node_labels_patch,
 )
+from controller.reconcilers.rollout import Replacements, RolloutPlan, plan_rollout
 from controller.reports import ReportCache
 from dpfd.api.defaults import apply_defaults
 from dpfd.api.intents import ObjectRef, Report
@@ -73,6 +75,7 @@ class ProvisioningDeps:
     members: MembersCache
     events: EventRecorder | None = None
     api_concurrency: int = 32
+    context: ContextHooks | None = None  # the intents' context and cluster assignment (context_work.py)
 
 
 def released(report: Report | None, dpu: Obj) -> bool:
@@ -146,6 +149,7 @@ class DPUSetReconciler:
         # DPUs written (created, deleted, patched) whose change the cache has not shown yet: acting on them
         # again from the stale cache would only repeat the write. Cleared by the next event for the DPU.
         self._awaiting: dict[ObjKey, float] = {}
+        self.replacements = Replacements(EXPECTATION_TTL)  # DPUs deleted by rollouts, until the cache shows it
 
     def observed_dpu(self, key: ObjKey) -> None:
         self._awaiting.pop(key, None)
@@ -199,12 +203,20 @@ class DPUSetReconciler:
             for name, o in existing.items()
             if name in wanted and not is_deleting(o) and ready(name) and (p := node_labels_patch(dpuset, o))
         ]
-        # Rolling updates will act on `dpuset_desired.outdated` DPUs here, within the maxUnavailable budget.
+        # Rollouts: outdated DPUs (BFB or flavor changed) are deleted, within the maxUnavailable budget for
+        # RollingUpdate; they are recreated from the template once gone. Re-run as DPUs change phase.
+        settling = {n for n in existing if not ready(n)} | self.replacements.unsettled(key, existing, now)
+        rollout = plan_rollout(dpuset, existing, wanted.keys(), settling)
+        for o in rollout.replace:
+            self.replacements.expect(key, o, now)
+        if rollout.replace:
+            self._record_rollout(dpuset, rollout)
 
         calls: list[Callable[[], Awaitable[None]]] = []
         calls += [self._create_call(o) for o in creates]
         calls += [self._delete_call(o) for o in deletes]
         calls += [self._patch_call(o, p) for o, p in patches]
+        calls += [self._delete_call(o) for o in rollout.replace]
         errors = await self.fanout.run(calls) if calls else []
 
         self._record(dpuset, creates, deletes, patches, problems, errors)
@@ -212,6 +224,21 @@ class DPUSetReconciler:
         if errors:
             raise RuntimeError(f"{what}: {len(errors)} of {len(calls)} DPU changes failed; first: {errors[0]}")
         return DONE
+
+    def _record_rollout(self, dpuset: Obj, plan: RolloutPlan) -> None:
+        how = "Recreate: all at once" if plan.budget is None else f"RollingUpdate: maxUnavailable {plan.budget}"
+        shown = ", ".join(name_of(o) for o in plan.replace[:10]) + (" ..." if len(plan.replace) > 10 else "")
+        log.info(
+            "rollout: deleting outdated DPUs",
+            extra={"object": describe(DPUSETS.kind, dpuset), "dpus_replaced": len(plan.replace),
+                   "dpus_waiting": plan.waiting, "dpus_unavailable": plan.unavailable},
+        )  # fmt: skip
+        if self.d.events is not None:
+            message = (
+                f"Deleting {len(plan.replace)} outdated DPU(s) to recreate them from the template ({how}; "
+                f"{plan.waiting} more waiting): {shown}"
+            )
+            self.d.events.record(dpuset, DPUSETS.kind, DPUSETS.api_version, "Normal", "SuccessfulDelete", message)
 
     def _awaiting_cache(self, key: ObjKey, now: float) -> bool:
         deadline = self._awaiting.get(key)
@@ -356,7 +383,7 @@ class DPUReconciler:
             return DONE
         what = describe(DPUS.kind, key)
         try:
-            intent = dpu_intent(dpu)
+            intent = dpu_intent(dpu, self.d.context.context_of(dpu) if self.d.context is not None else None)
         except ValueError as exc:
             log.warning("DPU has no intent", extra={"object": what, "error": str(exc)})
             self.d.publisher.declare(ref, [])
@@ -364,6 +391,8 @@ class DPUReconciler:
                 await self._remove_finalizer(dpu, key, "no node to release it")
             return DONE
         self.d.publisher.declare(ref, [intent])
+        if self.d.context is not None:
+            await self.d.context.assign_cluster(dpu)
         if not is_deleting(dpu):
             if DPU_FINALIZER not in finalizers_of(dpu):
                 await self.d.client.patch_no_result(
