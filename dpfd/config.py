@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from dpfd.dpu.settings import JoinSettings
@@ -34,10 +35,101 @@ class EtcdConfig(_CamelModel):
     @field_validator("endpoints")
     @classmethod
     def _urls(cls, v: list[str]) -> list[str]:
-        for ep in v:
-            if not ep.startswith(("http://", "https://")):
-                raise ValueError(f"endpoint {ep!r} must be a URL like http://HOST:PORT")
+        return _check_urls(v)
+
+
+def _check_urls(urls: list[str]) -> list[str]:
+    for ep in urls:
+        if not ep.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint {ep!r} must be a URL like http://HOST:PORT")
+    return urls
+
+
+PCI_LABEL_RE = re.compile(r"^[0-9a-f]{4}-[0-9a-f]{2}-[0-9a-f]{2}$")
+HOST_PORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?):[0-9]{1,5}$")
+
+
+class DmsSettings(_CamelModel):
+    """Where each DPU's DMS answers, and how to talk to it (mTLS, or insecure for dpf-sim)."""
+
+    # DPU PCI address in DPF's label form (0000-03-00) -> HOST:PORT of its DMS.
+    targets: dict[str, str] = Field(default_factory=dict)
+    insecure: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ready_timeout: float = Field(default=300.0, gt=0)  # DMS Deployment: how long to wait for the port to answer
+    reboot_poll: float = Field(default=3.0, gt=0)  # RebootStatus polling, as DPF (3 s)
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v: dict[str, str]) -> dict[str, str]:
+        for pci, target in v.items():
+            if not PCI_LABEL_RE.match(pci):
+                raise ValueError(f"key {pci!r} must be a PCI address in DPF's label form, like 0000-03-00")
+            if not HOST_PORT_RE.match(target) or not 0 < int(target.rpartition(":")[2]) < 65536:
+                raise ValueError(f"target of {pci} {target!r} must be HOST:PORT")
         return v
+
+    @model_validator(mode="after")
+    def _tls(self) -> DmsSettings:
+        files = (self.ca_file, self.cert_file, self.key_file)
+        if self.insecure and any(files):
+            raise ValueError("insecure: true and caFile/certFile/keyFile are exclusive")
+        if self.targets and not self.insecure and not all(files):
+            raise ValueError("targets need caFile, certFile and keyFile (mTLS), or insecure: true")
+        return self
+
+
+class EmulatedPowerSettings(_CamelModel):
+    """dpf-sim's host power (dpfd.sim.host_power): the boot time in a small JSON file."""
+
+    state_file: Path
+    reboot_seconds: float = Field(default=0.0, ge=0)
+
+
+class HostPowerSettings(_CamelModel):
+    """How the host is rebooted after a flash: ipmitool through the BMC (DPF's way), or emulated."""
+
+    cycle_command: list[str] = Field(default=["ipmitool", "chassis", "power", "cycle"], min_length=1)
+    reset_command: list[str] = Field(default=["ipmitool", "chassis", "power", "reset"], min_length=1)
+    proc_root: Path = Path("/proc")  # the host's uptime is <procRoot>/uptime
+    reboot_timeout: float = Field(default=1800.0, gt=0)  # a requested reboot that has not happened by then fails
+    emulated: EmulatedPowerSettings | None = None
+
+
+class ProvisioningConfig(_CamelModel):
+    """The host role's DPU provisioning. Every field has a default that suits a real host."""
+
+    bfb_cache_dir: Path | None = None  # default: <stateDir>/bfb-cache
+    bfb_connect_timeout: float = Field(default=30.0, gt=0)
+    bfb_idle_timeout: float = Field(default=60.0, gt=0)
+    dms: DmsSettings = Field(default_factory=DmsSettings)
+    host_power: HostPowerSettings = Field(default_factory=HostPowerSettings)
+    retry_base: float = Field(default=5.0, gt=0)  # first retry of a failed phase or download
+    retry_cap: float = Field(default=300.0, gt=0)  # the longest wait between retries
+    dpu_reboot_timeout: float = Field(default=1800.0, gt=0)  # activation and the DPU's reboot (DPF: 30 min)
+    recheck_interval: float = Field(default=10.0, gt=0)  # looking again at things outside dpfd's control
+    discovery_interval: float = Field(default=30.0, gt=0)  # re-scan of sysfs for the host's report
+    dpu_etcd_endpoints: list[str] | None = None  # what DPUs' dpfds connect to; default: this host's
+    num_vfs: int = Field(default=16, ge=0, le=1024)  # unless the intent says (flavor NUM_OF_VFS)
+    mtu: int = Field(default=1500, ge=576, le=9216)
+    bridge: str = Field(default="br-dpu", min_length=1, max_length=15)
+    netns: str | None = None  # network namespace of br-dpu and the VF netdevs (dpf-sim); default: dpfd's own
+    host_network_timeout: float = Field(default=60.0, gt=0)
+
+    @field_validator("dpu_etcd_endpoints")
+    @classmethod
+    def _dpu_urls(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("must list at least one endpoint, or be left out to use this host's")
+        return None if v is None else _check_urls(v)
+
+    @model_validator(mode="after")
+    def _retry(self) -> ProvisioningConfig:
+        if self.retry_cap < self.retry_base:
+            raise ValueError(f"retryCap ({self.retry_cap:g}) must not be below retryBase ({self.retry_base:g})")
+        return self
 
 
 class DpfdConfig(_CamelModel):
@@ -49,7 +141,24 @@ class DpfdConfig(_CamelModel):
     session_ttl: float = Field(default=10.0, alias="sessionTTL", ge=2.0, le=3600.0)
     log_level: LogLevel = "info"
     sysfs_root: Path = Path("/sys")
+    provisioning: ProvisioningConfig = Field(default_factory=ProvisioningConfig)
     join: JoinSettings | None = None  # role dpu: join the DPU cluster with kubeadm (written by bf.cfg)
+
+    def bfb_cache_dir(self) -> Path:
+        return self.provisioning.bfb_cache_dir or self.state_dir / "bfb-cache"
+
+    def dpu_etcd_endpoints(self) -> list[str]:
+        return self.provisioning.dpu_etcd_endpoints or list(self.etcd.endpoints)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit timestamps: a PCI address key like 0000-03-00 must stay a string, not a date."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def config_path(cli_path: str | os.PathLike[str] | None = None) -> Path:
@@ -62,7 +171,7 @@ def config_path(cli_path: str | os.PathLike[str] | None = None) -> Path:
 
 def parse_config(text: str, source: str = "<config>") -> DpfdConfig:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""

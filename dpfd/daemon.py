@@ -52,9 +52,9 @@ def _source_tree_version() -> str:
 
 def reconcilers_for(config: DpfdConfig) -> list[Reconciler]:
     if config.role == "host":
-        from dpfd.host.dpu_intent import host_reconcilers
+        from dpfd.host.setup import host_reconcilers
 
-        return host_reconcilers(config.node, config.state_dir)
+        return host_reconcilers(config)
     return []  # the dpu role's reconcilers (OVS, IPAM, CNI) come with their issues; its join: _start_dpu_role
 
 

@@ -20,7 +20,7 @@ from dpfd.agent.backoff import Backoff
 from dpfd.agent.intent_view import IntentEntry, IntentView
 from dpfd.agent.keyed_runner import KeyedRunner
 from dpfd.agent.log import EventLog, obj
-from dpfd.agent.reconciler import KickingReconciler, LocalStateReconciler, Reconciler
+from dpfd.agent.reconciler import AgentLink, KickingReconciler, LocalStateReconciler, Reconciler
 from dpfd.agent.report_writer import ReportWriter
 from dpfd.api.conditions import Condition, now_rfc3339, set_condition
 from dpfd.api.intents import ObjectRef, Report
@@ -61,12 +61,16 @@ class NodeAgent:
         self.store = store
         self.options = options or AgentOptions()
         self._reconcilers: dict[str, Reconciler] = {}
+        self.session: Session | None = None
+        link = AgentLink(
+            kick=self.kick, store=store, session=self._live_session, holder=f"{self.node} pid {os.getpid()}"
+        )
         for r in reconcilers:
             if r.kind in self._reconcilers:
                 raise ValueError(f"node {self.node}: two reconcilers for kind {r.kind!r}")
             self._reconcilers[r.kind] = r
             if isinstance(r, KickingReconciler):
-                r.bind(self.kick)
+                r.bind(link)
         self.view = IntentView(self.node)
         self.writer = ReportWriter(store, self.node, batch_delay=self.options.report_batch_delay)
         self._runner: KeyedRunner[ObjectRef] = KeyedRunner(self._reconcile_ref, self.options.concurrency)
@@ -76,7 +80,6 @@ class NodeAgent:
         self.registered = asyncio.Event()  # the first registration happened
         self.ready = asyncio.Event()  # the first list of intents was applied
         self.connected = False  # holding a live session now
-        self.session: Session | None = None
         self.started_at = now_rfc3339()
         self._failures: dict[ObjectRef, int] = {}
         self._deferred: set[ObjectRef] = set()  # kicked before the first registration
@@ -135,6 +138,10 @@ class NodeAgent:
                 await t
 
     # -- session and membership --------------------------------------------------------------------
+
+    def _live_session(self) -> Session | None:
+        s = self.session
+        return s if s is not None and not s.lost.is_set() else None
 
     def member_value(self) -> dict[str, Any]:
         return {
@@ -306,6 +313,9 @@ class NodeAgent:
             # these again. Returning (not waiting) keeps a shared concurrency slot free meanwhile.
             self._deferred.add(ref)
             return
+        # Running now: a pending delayed kick is spent. Cancelled before (not after) the reconcile, so a delayed
+        # kick the reconciler asks for while it runs (a recheck, a retry) stays scheduled.
+        self._runner.cancel_delayed(ref)
         entry = self.view.get(ref)
         reconciler = self._reconcilers.get(ref.kind)
         token = self.fencing_token
@@ -354,7 +364,6 @@ class NodeAgent:
 
     def _succeeded(self, ref: ObjectRef) -> None:
         self._failures.pop(ref, None)
-        self._runner.cancel_delayed(ref)
 
     def _failed(self, ref: ObjectRef, entry: IntentEntry | None, e: Exception) -> None:
         n = self._failures[ref] = self._failures.get(ref, 0) + 1

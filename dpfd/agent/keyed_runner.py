@@ -49,11 +49,17 @@ class KeyedRunner(Generic[K]):
         self._running[key] = asyncio.get_running_loop().create_task(self._run(key))
 
     def kick_after(self, key: K, delay: float) -> None:
-        """Kick `key` after `delay` seconds, unless an earlier kick_after for it is still pending."""
-        if self._stopping or key in self._timers:
+        """Kick `key` after `delay` seconds, unless a pending kick_after for it fires no later."""
+        if self._stopping:
             return
         loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(delay, self._fire_timer, key)
+        when = loop.time() + delay
+        pending = self._timers.get(key)
+        if pending is not None:
+            if pending.when() <= when:
+                return
+            pending.cancel()
+        self._timers[key] = loop.call_at(when, self._fire_timer, key)
 
     def cancel_delayed(self, key: K) -> None:
         timer = self._timers.pop(key, None)

@@ -3,9 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from dpfd.api.intents import Intent, ObjectRef, Report
+
+if TYPE_CHECKING:
+    from dpfd.store import Session, Store
+
+Kick = Callable[[ObjectRef, float], None]
+
+
+@dataclass(frozen=True)
+class AgentLink:
+    """What the agent hands a KickingReconciler.
+
+    `kick(ref, delay)` reconciles `ref` again after `delay` seconds. `store` and `session()` (the agent's live etcd
+    session, None while it has none) let the reconciler own work through store locks bound to that session;
+    `holder` names this process in them. Without a store (the machine tested alone) there is nothing to lock with.
+    """
+
+    kick: Kick
+    store: Store | None = None
+    session: Callable[[], Session | None] = lambda: None
+    holder: str = ""
 
 
 @runtime_checkable
@@ -38,10 +59,11 @@ class LocalStateReconciler(Reconciler, Protocol):
 class KickingReconciler(Reconciler, Protocol):
     """A reconciler with work that outlives a reconcile (downloads, flashing, reboots).
 
-    The agent hands it `kick(ref, delay)` to be reconciled again when that work ends or a wait is over, and
-    calls `close()` on shutdown to stop the work (whose progress the reconciler keeps on disk).
+    The agent hands it an AgentLink (`kick(ref, delay)` to be reconciled again when that work ends or a wait is
+    over, and its store session for locks), and calls `close()` on shutdown to stop the work (whose progress the
+    reconciler keeps on disk).
     """
 
-    def bind(self, kick: Callable[[ObjectRef, float], None]) -> None: ...
+    def bind(self, link: AgentLink) -> None: ...
 
     async def close(self) -> None: ...

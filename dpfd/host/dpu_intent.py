@@ -1,9 +1,7 @@
-"""Host role, kind DPU: take ownership of the DPU intents addressed to this host.
+"""Kind DPU, accepted but not provisioned: a light host role for the agent's tests and benchmarks.
 
-This step only accepts an intent: it persists it under the state dir and reports phase Initializing.
-Provisioning (the DPF phase machine: Node Effect, DMS Deployment, OS Installing, ...) is the next step.
-It replaces `DpuOwnershipReconciler` in `host_reconcilers()` below, and keeps using `DpuIntentStore`
-for the persisted intent.
+`DpuOwnershipReconciler` persists each intent under the state dir and reports phase Initializing; nothing touches
+a machine. dpfd itself runs the provisioning machine (`dpfd.host.setup.host_reconcilers`).
 """
 
 from __future__ import annotations
@@ -125,6 +123,6 @@ class DpuOwnershipReconciler:
         )
 
 
-def host_reconcilers(node: str, state_dir: Path) -> list[Reconciler]:
-    """The reconcilers of the host role. Provisioning will swap in the DPU phase machine here."""
+def ownership_reconcilers(node: str, state_dir: Path) -> list[Reconciler]:
+    """A host role that only accepts DPU intents (for tests and benchmarks of the agent itself)."""
     return [DpuOwnershipReconciler(node, state_dir)]

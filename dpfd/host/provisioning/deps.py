@@ -70,6 +70,10 @@ class DmsSession(Protocol):
 
 
 class DmsProvider(Protocol):
+    def missing(self, dpu: DpuTarget) -> str | None:
+        """Why no DMS can serve this DPU (nothing configured for it), in words; None if one can."""
+        ...
+
     async def ensure_running(self, dpu: DpuTarget) -> None:
         """The "DMS Deployment" phase: make sure a DMS serves this DPU (start or find it), until it answers."""
         ...

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dpfd.agent.backoff import Backoff
+from dpfd.agent.reconciler import AgentLink
 from dpfd.api.conditions import Condition, set_condition
 from dpfd.api.intents import Intent, ObjectRef, Report
 from dpfd.host.provisioning import phases as P
@@ -34,6 +35,7 @@ from dpfd.host.provisioning.deps import (
     Inventory,
     ProvisioningFailure,
 )
+from dpfd.host.provisioning.ownership import Claim, DpuLocks, lock_name
 from dpfd.host.provisioning.progress import Progress, ProgressStore, StepError, install_identity
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,10 @@ class ProvisioningDeps:
     render_bf_cfg: BfCfgRenderer
     retry: Backoff = field(default_factory=lambda: Backoff(base=5.0, cap=300.0))
     dpu_reboot_timeout: float = 1800.0  # DPF allows 30 min for activation and its reboot
+    host_reboot_timeout: float = 1800.0  # a requested host reboot that has not happened by then is an error
     recheck_interval: float = 10.0  # how often to look again at something outside our control
+    num_vfs: int = DEFAULT_NUM_VFS  # unless the intent's context says
+    mtu: int = DEFAULT_MTU
     clock: Callable[[], float] = time.time
 
 
@@ -78,8 +83,16 @@ class _Background:
     work: Callable[[], Awaitable[None]]
 
 
+@dataclass
+class _NotOurs:
+    """Another dpfd holds the DPU's lock: report nothing (its report is the one that counts) until it is ours."""
+
+    holder: str
+
+
 _ADVANCE = object()
-StepOutcome = _Wait | _Background | object
+StepOutcome = _Wait | _Background | _NotOurs | object
+REASON_LOCKED = "DPULocked"
 
 
 class DpuProvisioner:
@@ -94,10 +107,13 @@ class DpuProvisioner:
         self._kick: Kick = lambda ref, delay: None
         self._tasks: dict[ObjectRef, tuple[str, asyncio.Task[None]]] = {}
         self._live: dict[ObjectRef, dict[str, Any]] = {}  # per-DPU figures of the running step (bytes sent, ...)
+        self._locks: DpuLocks | None = None
 
-    def bind(self, kick: Kick) -> None:
-        """The agent's way to run this DPU's reconcile again (after `delay` seconds)."""
-        self._kick = kick
+    def bind(self, link: AgentLink) -> None:
+        """The agent's way to run this DPU's reconcile again (after `delay` seconds), and its store session, with
+        which the provisioner holds each DPU's lock (no locking without a store: the machine tested alone)."""
+        self._kick = link.kick
+        self._locks = DpuLocks(link) if link.store is not None else None
 
     def local_refs(self) -> list[ObjectRef]:
         return self.progress.refs(KIND)
@@ -108,6 +124,7 @@ class DpuProvisioner:
         if intent is None:
             await self._cancel(ref)
             self.progress.remove(ref)
+            await self._release(ref)
             return None
         running = self._tasks.get(ref)
         if running is not None and not running[1].done():
@@ -123,6 +140,7 @@ class DpuProvisioner:
         if intent.deleting:
             await self._cancel(ref)
             self.progress.remove(ref)
+            await self._release(ref)
             return self._deleting_report(intent, p)
         outcome = self._consume_task(ref, p)
         self._operator_requests(intent, p)
@@ -132,6 +150,9 @@ class DpuProvisioner:
                 self._save(ref, p)
                 return self._report(intent, p, wait)
         result = outcome if outcome is not None else await self._advance(ref, intent, p)
+        if isinstance(result, _NotOurs):
+            log.info("DPU %s is locked by %s; waiting for the lock", ref.name, result.holder or "another dpfd")
+            return None
         self._save(ref, p)
         return self._report(intent, p, result)
 
@@ -139,6 +160,11 @@ class DpuProvisioner:
         """Run phases from the current one until one has to wait."""
         start = P.HAPPY_PATH.index(p.phase) if p.phase in P.HAPPY_PATH else 0
         for phase in P.HAPPY_PATH[start:]:
+            if phase != P.INITIALIZING:
+                # Past Initializing (local checks only) everything acts on the DPU or asks for it: own it first.
+                claim = await self._claim(ref, p)
+                if claim is not None:
+                    return claim
             p.enter(phase)
             if phase == P.READY:
                 return _ADVANCE
@@ -159,6 +185,9 @@ class DpuProvisioner:
         if phase == P.PENDING:
             return self._pending(ref, intent, p)
         if phase == P.DMS_DEPLOYMENT:
+            missing = self.deps.dms.missing(target)
+            if missing is not None:
+                return _Wait(P.REASON_DMS_UNKNOWN, missing, self.deps.recheck_interval)
             return _Background("starting DMS", lambda: self.deps.dms.ensure_running(target))
         if phase == P.OS_INSTALLING:
             return _Background("installing the BFB through DMS", lambda: self._install(ref, target, intent, p))
@@ -217,10 +246,12 @@ class DpuProvisioner:
         session = await self.deps.dms.session(target)
         try:
             if not p.mode_set:
+                await self._fence(ref)
                 await session.set_dpu_mode()
                 p.mode_set = True
                 self._save(ref, p)
             if not p.bfb_installed:
+                await self._fence(ref)
                 p.bfb_install_started = True
                 self._save(ref, p)
                 fetched = await self.deps.bfbs.fetch(str(bfb["url"]))
@@ -233,6 +264,7 @@ class DpuProvisioner:
                 self._save(ref, p)
             if not p.cfg_installed:
                 cfg = self.deps.render_bf_cfg(intent.context.get("flavor") or {}, self._bf_cfg_context(ref, intent))
+                await self._fence(ref)
                 await session.install_bf_cfg(cfg_version, cfg)
                 p.cfg_installed = True
                 self._save(ref, p)
@@ -240,6 +272,7 @@ class DpuProvisioner:
                 want = f"{version};{cfg_version}"
                 # A restart after Activate was sent but before it was recorded: ask the DPU, do not activate twice.
                 if not (p.activate_started and await session.running_version() == want):
+                    await self._fence(ref)
                     p.activate_started = True
                     p.activated_at = self.deps.clock()
                     self._save(ref, p)
@@ -273,6 +306,14 @@ class DpuProvisioner:
             if self.deps.power.uptime() < since:
                 p.host_rebooted = True
                 return _ADVANCE
+            waited = self.deps.clock() - p.host_reboot_requested_at
+            if method != "manual" and waited > self.deps.host_reboot_timeout:
+                # The reboot was asked for but never happened (the command did nothing, or dpfd died before the
+                # BMC acted): an error, retried with backoff, which asks again.
+                p.host_reboot_requested_at = 0.0
+                self._fail(ref, p, "HostRebootTimeout", f"host {self.node} did not reboot ({method}) within "
+                           f"{self.deps.host_reboot_timeout:g}s of the request")  # fmt: skip
+                return self._error_wait(ref, p) or _Wait(P.REASON_RETRYING, "retrying the host reboot", 0.0)
             if method == "manual":
                 return _Wait(
                     P.REASON_WAITING, f"waiting for a manual reboot of {self.node}", self.deps.recheck_interval
@@ -280,6 +321,7 @@ class DpuProvisioner:
             return _Wait(P.REASON_IN_PROGRESS, f"host {self.node} is rebooting ({method})", self.deps.recheck_interval)
 
         async def reboot() -> None:
+            await self._fence(ref)
             p.host_reboot_method = method
             p.host_reboot_requested_at = self.deps.clock()
             self._save(ref, p)
@@ -288,8 +330,9 @@ class DpuProvisioner:
         return _Background(f"rebooting host {self.node} ({method})", reboot)
 
     async def _host_network(self, ref: ObjectRef, target: DpuTarget, intent: Intent, p: Progress) -> None:
-        num_vfs = int(intent.context.get("numVFs") or DEFAULT_NUM_VFS)
-        mtu = int(intent.context.get("mtu") or DEFAULT_MTU)
+        num_vfs = int(intent.context.get("numVFs") or self.deps.num_vfs)
+        mtu = int(intent.context.get("mtu") or self.deps.mtu)
+        await self._fence(ref)
         self._live[ref] = await self.deps.network.configure(target, num_vfs=num_vfs, mtu=mtu)
         p.host_network_ready = True
 
@@ -386,6 +429,30 @@ class DpuProvisioner:
     async def close(self) -> None:
         for ref in list(self._tasks):
             await self._cancel(ref)
+        if self._locks is not None:
+            await self._locks.close()
+
+    # -- ownership ----------------------------------------------------------------------------------
+
+    async def _claim(self, ref: ObjectRef, p: Progress) -> StepOutcome | None:
+        """None when this process owns the DPU (its lock's token is recorded), else what to do meanwhile."""
+        if self._locks is None:
+            return None
+        claim: Claim = await self._locks.claim(ref)
+        if claim.held:
+            p.fencing_token = claim.token
+            return None
+        if claim.problem:
+            return _Wait(REASON_LOCKED, f"cannot own DPU {ref.name}: {claim.problem}", self.deps.recheck_interval)
+        return _NotOurs(claim.holder)
+
+    async def _fence(self, ref: ObjectRef) -> None:
+        if self._locks is not None:
+            await self._locks.check(ref)
+
+    async def _release(self, ref: ObjectRef) -> None:
+        if self._locks is not None:
+            await self._locks.release(ref)
 
     # -- state --------------------------------------------------------------------------------------
 
@@ -446,6 +513,8 @@ class DpuProvisioner:
         if p.error is not None:
             details["retryAt"] = p.next_retry_at
             details["attempts"] = p.attempts
+        if p.fencing_token:
+            details["lock"] = {"name": lock_name(intent.ref), "token": p.fencing_token}
         return Report(node=self.node, ref=intent.ref, uid=intent.uid, observedGeneration=gen, phase=p.phase,
                       conditions=conditions, details=details)  # fmt: skip
 

@@ -119,7 +119,7 @@ class StaticDmsProvider:
 
     def __init__(
         self,
-        targets: Callable[[DpuTarget], str],
+        targets: Callable[[DpuTarget], str | None],
         tls: TlsFiles | None = None,
         *,
         ready_timeout: float = 300.0,
@@ -130,8 +130,20 @@ class StaticDmsProvider:
         self.ready_timeout = ready_timeout
         self.reboot_poll = reboot_poll
 
-    async def ensure_running(self, dpu: DpuTarget) -> None:
+    def missing(self, dpu: DpuTarget) -> str | None:
+        if self.targets(dpu) is not None:
+            return None
+        return (f"no DMS is configured for PCI address {dpu.pci_address or '(none)'} of DPU {dpu.name} "
+                f"(dpfd config provisioning.dms.targets)")  # fmt: skip
+
+    def _target(self, dpu: DpuTarget) -> str:
         target = self.targets(dpu)
+        if target is None:
+            raise ProvisioningFailure("DMSTargetUnknown", self.missing(dpu) or "")
+        return target
+
+    async def ensure_running(self, dpu: DpuTarget) -> None:
+        target = self._target(dpu)
         host, _, port = target.rpartition(":")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ready_timeout
@@ -148,7 +160,7 @@ class StaticDmsProvider:
                                   f"{self.ready_timeout:g}s: {last}")  # fmt: skip
 
     async def session(self, dpu: DpuTarget) -> DmsSession:
-        return _ClientSession(DmsClient(self.targets(dpu), self.tls, name=dpu.name), self.reboot_poll)
+        return _ClientSession(DmsClient(self._target(dpu), self.tls, name=dpu.name), self.reboot_poll)
 
 
 class HostNetworkAdapter:

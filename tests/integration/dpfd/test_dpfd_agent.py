@@ -29,7 +29,7 @@ from dpfd_harness import (
 from dpfd.agent import RECONCILED, AgentOptions, Backoff, NodeAgent, Reconciler, ReportRefused, ReportWriter
 from dpfd.api.conditions import Condition, ConditionStatus
 from dpfd.api.intents import Intent, ObjectRef, Report
-from dpfd.host.dpu_intent import DpuIntentStore, host_reconcilers
+from dpfd.host.dpu_intent import DpuIntentStore, ownership_reconcilers
 from dpfd.store import Put, Store, keys
 
 NODE = "host-a"
@@ -61,7 +61,7 @@ async def start_agent(
     node: str = NODE,
 ) -> NodeAgent:
     cfg = make_config(tmp_path, node, ["http://unused:1"])
-    recs = list(reconcilers) if reconcilers is not None else host_reconcilers(node, cfg.state_dir)
+    recs = list(reconcilers) if reconcilers is not None else ownership_reconcilers(node, cfg.state_dir)
     agent = NodeAgent(cfg, store, recs, options)
     agents.append(agent)
     await agent.start()

@@ -9,7 +9,7 @@ from pathlib import Path
 from dpfd_harness import FAST, dpu_ref, intent, make_config, put_intent, wait_for, wait_report
 
 from dpfd.agent import NodeAgent
-from dpfd.host.dpu_intent import DpuIntentStore, host_reconcilers
+from dpfd.host.dpu_intent import DpuIntentStore, ownership_reconcilers
 from dpfd.sim.etcd import EtcdCluster
 from dpfd.store import Store, keys
 
@@ -24,7 +24,7 @@ async def test_agent_recovers_after_etcd_restart(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, NODE, cluster.endpoints, ttl=TTL)
     changes: list[bool] = []
     opts = replace(FAST, on_connection_change=changes.append)
-    agent = NodeAgent(cfg, store, host_reconcilers(NODE, cfg.state_dir), opts)
+    agent = NodeAgent(cfg, store, ownership_reconcilers(NODE, cfg.state_dir), opts)
     try:
         await put_intent(store, intent(NODE, "dpu-1"))
         await agent.start()

@@ -12,7 +12,7 @@ import pytest
 from dpfd_harness import FAST, NS, intent, make_config
 
 from dpfd.agent import NodeAgent
-from dpfd.host.dpu_intent import host_reconcilers
+from dpfd.host.dpu_intent import ownership_reconcilers
 from dpfd.store import Put, Store, keys
 
 AGENTS = 200
@@ -35,7 +35,7 @@ async def test_200_agents_share_one_store(store: Store, etcd_endpoints: list[str
     agents = []
     for n in nodes:
         cfg = make_config(tmp_path, n, etcd_endpoints)
-        agents.append(NodeAgent(cfg, store, host_reconcilers(n, cfg.state_dir), opts))
+        agents.append(NodeAgent(cfg, store, ownership_reconcilers(n, cfg.state_dir), opts))
     t0 = time.monotonic()
     try:
         await asyncio.gather(*(a.start() for a in agents))

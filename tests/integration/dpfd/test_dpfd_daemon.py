@@ -17,6 +17,7 @@ import pytest
 from dpfd_harness import NS, intent, wait_for
 
 from dpfd.api.intents import Intent
+from dpfd.host.provisioning.progress import Progress
 from dpfd.sim.ports import free_port
 from dpfd.store import Put, Store, keys
 
@@ -172,7 +173,8 @@ async def test_sigterm_mid_work_finishes_in_flight_and_leaves_nothing_half_writt
     assert await store.get(keys.member_key(daemon.node)) is None, "member key survives SIGTERM"
     files = list(daemon.state_dir.rglob("*"))
     assert not [f for f in files if f.name.endswith(".tmp")], "a temp state file was left behind"
-    owned = {f.stem for f in files if f.is_file() and Intent.model_validate_json(f.read_bytes())}
+    progress = [f for f in files if f.is_file() and f.parent.parent.name == "provisioning"]
+    owned = {f.stem for f in progress if Progress.model_validate_json(f.read_bytes()).phase == "Initializing"}
     kvs, _ = await store.get_prefix(keys.reports_prefix(daemon.node))
     reported = {kv.key.rsplit("/", 1)[1] for kv in kvs if json.loads(kv.value)["phase"] == "Initializing"}
     # Every DPU taken over before the stop was reported (in-flight work finished, reports flushed)...

@@ -21,6 +21,7 @@ import pytest
 from pyroute2 import IPRoute, netns
 
 from dpfd.agent.backoff import Backoff
+from dpfd.agent.reconciler import AgentLink
 from dpfd.api.intents import Intent, ObjectRef, Report
 from dpfd.host.bfb import BfbCache
 from dpfd.host.bfcfg import DpuDaemonSettings
@@ -138,7 +139,7 @@ class Driver:
         self.intent = intent
         self.reports: list[Report] = []
         self._kicked = asyncio.Event()
-        prov.bind(self._kick)
+        prov.bind(AgentLink(kick=self._kick))
 
     def _kick(self, ref: ObjectRef, delay: float) -> None:
         if delay > 0:

@@ -11,7 +11,7 @@ import pytest
 from dpfd.agent.reconciler import LocalStateReconciler, Reconciler
 from dpfd.agent.statefile import write_atomic
 from dpfd.api.intents import Intent, ObjectRef
-from dpfd.host.dpu_intent import DpuIntentStore, DpuOwnershipReconciler, host_reconcilers
+from dpfd.host.dpu_intent import DpuIntentStore, DpuOwnershipReconciler, ownership_reconcilers
 
 REF = ObjectRef(kind="DPU", namespace="dpf", name="dpu-1")
 
@@ -78,5 +78,5 @@ def test_write_atomic_keeps_old_content_on_failure(tmp_path: Path) -> None:
 
 
 def test_host_role_reconcilers(tmp_path: Path) -> None:
-    [rec] = host_reconcilers("host-1", tmp_path)
+    [rec] = ownership_reconcilers("host-1", tmp_path)
     assert rec.kind == "DPU"
