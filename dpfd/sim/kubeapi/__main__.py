@@ -1,4 +1,4 @@
-"""python -m dpfd.sim.kubeapi --port P --kubeconfig OUT [--state-dir D]: serve until SIGTERM."""
+"""python -m dpfd.sim.kubeapi --port P --kubeconfig OUT [--state-dir D] [--tls-dir D]: serve until SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ from pathlib import Path
 
 from dpfd.gc_tuning import tune_gc
 from dpfd.sim.kubeapi.server import KubeApiServer
+from dpfd.sim.kubeapi.tls import ensure_tls
 
 
 async def serve(args: argparse.Namespace) -> None:
-    server = KubeApiServer(state_dir=Path(args.state_dir) if args.state_dir else None, event_window=args.event_window)
+    tls = ensure_tls(Path(args.tls_dir), [args.host]) if args.tls_dir else None
+    server = KubeApiServer(
+        state_dir=Path(args.state_dir) if args.state_dir else None, event_window=args.event_window, tls=tls
+    )
     url = await server.start(args.host, args.port)
     if args.kubeconfig:
         server.write_kubeconfig(Path(args.kubeconfig))
@@ -34,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 lets the kernel pick one")
     parser.add_argument("--kubeconfig", help="write a kubeconfig for the server here")
     parser.add_argument("--state-dir", help="keep a JSON snapshot of all objects here")
+    parser.add_argument(
+        "--tls-dir",
+        help="serve HTTPS with the CA, certificate and admin token kept here (made on first use); "
+        "requests then need a token",
+    )
     parser.add_argument("--event-window", type=int, default=10_000, help="watch events kept for resuming")
     args = parser.parse_args(argv)
     tune_gc()

@@ -17,7 +17,8 @@ from aiohttp.web_protocol import RequestHandler
 from multidict import MultiMapping
 
 from dpfd import fastjson
-from dpfd.sim.kubeapi import discovery, errors, protobuf, tables
+from dpfd.sim.kubeapi import bootstrap, discovery, errors, protobuf, tables
+from dpfd.sim.kubeapi.auth import Authenticator, User, verb_of
 from dpfd.sim.kubeapi.core import PATCH_TYPES, ApiCore
 from dpfd.sim.kubeapi.encoding import dumps as _dumps
 from dpfd.sim.kubeapi.encoding import event_object
@@ -44,6 +45,8 @@ JSON = "application/json"
 MAX_BODY = 64 * 1024 * 1024  # bytes of a request body
 # Kinds whose delete answers with the object (the rest answer with a Status), as in the real API server.
 RETURNS_DELETED_OBJECT = {("", "pods"), ("", "namespaces"), ("", "nodes")}
+USER = web.RequestKey("dpf-sim.user", User)  # where dispatch keeps the request's authenticated identity
+CLUSTER_INFO = (("", "configmaps"), bootstrap.CLUSTER_INFO_NAMESPACE, bootstrap.CLUSTER_INFO_NAME)
 
 
 def json_response(obj: Any, status: int = 200, content_type: str = JSON) -> web.Response:
@@ -94,8 +97,16 @@ def _key(obj: Obj) -> tuple[str, str]:
 
 
 class ApiHandlers:
-    def __init__(self, core: ApiCore, openapi: OpenApiDocuments, *, bookmark_interval: float) -> None:
+    def __init__(
+        self,
+        core: ApiCore,
+        openapi: OpenApiDocuments,
+        *,
+        bookmark_interval: float,
+        auth: Authenticator | None = None,
+    ) -> None:
         self.core = core
+        self.auth = auth  # None: plain HTTP, everyone may do everything
         self.registry = core.registry
         self.store = core.store
         self.openapi = openapi
@@ -122,6 +133,8 @@ class ApiHandlers:
         try:
             if request.headers.get("Expect", "").lower() == "100-continue":
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # what aiohttp's router did
+            if self.auth is not None:
+                request[USER] = self.auth.authenticate(request.headers)
             return await self._route(request)
         except ApiError as e:
             return error_response(e)
@@ -133,8 +146,11 @@ class ApiHandlers:
         segs = [s for s in request.path.split("/") if s]
         head = segs[0] if segs else ""
         accept = request.headers.get("Accept", "")
+        core = head == "api"
+        is_resource = (core and len(segs) >= 3) or (head == "apis" and len(segs) >= 4)
+        if self.auth is not None and not is_resource:
+            self.auth.authorize_path(request[USER], request.method, request.path)
         if head == "api" or head == "apis":
-            core = head == "api"
             if request.method == "GET":
                 doc = self._discovery(segs, accept)
                 if doc is not None:
@@ -212,6 +228,11 @@ class ApiHandlers:
         q = request.query
         rep = negotiate(request.headers.get("Accept", ""))
         method = request.method
+        if self.auth is not None:
+            watch = legacy_watch or q.get("watch") in TRUE
+            self.auth.authorize_resource(
+                request[USER], verb_of(method, name is not None, watch), rt, namespace, name, sub
+            )
         if method == "GET" and name is None:
             if legacy_watch or q.get("watch") in TRUE:
                 return await self._watch(request, rt, version, namespace, rep)
@@ -221,7 +242,10 @@ class ApiHandlers:
         ns = namespace or ""
         dry_run = "All" in q.getall("dryRun", [])
         if method == "GET" and name is not None:
-            return self._respond(rt, version, self.core.get(rt, ns, name), rep, q)
+            obj = self.core.get(rt, ns, name)
+            if self.auth is not None and (rt.key, ns, name) == CLUSTER_INFO and sub is None:
+                obj = self.auth.signed_cluster_info(obj)
+            return self._respond(rt, version, obj, rep, q)
         if method == "POST" and name is None:
             obj = self.core.create(rt, ns, await self._json_body(request), dry_run=dry_run)
             return self._respond(rt, version, obj, rep, q, status=201)

@@ -12,15 +12,18 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from dpfd.sim.kubeapi import snapshot
+from dpfd.sim.kubeapi import bootstrap, snapshot
 from dpfd.sim.kubeapi.admission import DpfAdmission, ValidationHooks
+from dpfd.sim.kubeapi.auth import Authenticator
 from dpfd.sim.kubeapi.core import ApiCore
+from dpfd.sim.kubeapi.discovery import VERSION_INFO
 from dpfd.sim.kubeapi.handlers import ApiHandlers
 from dpfd.sim.kubeapi.negotiation import present
 from dpfd.sim.kubeapi.openapi import OpenApiDocuments
 from dpfd.sim.kubeapi.patch import clone_obj
 from dpfd.sim.kubeapi.resources import Registry, builtin_types
 from dpfd.sim.kubeapi.store import Store
+from dpfd.sim.kubeapi.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,9 @@ class KubeApiServer:
     """An in-memory Kubernetes API server good enough for kubectl and kubernetes-asyncio.
 
     `validation` replaces dpfd.api.validation (imported lazily otherwise) for objects of the DPF groups;
-    `bookmark_interval` is how often watches that allow bookmarks get one.
+    `bookmark_interval` is how often watches that allow bookmarks get one. With `tls` it serves HTTPS, asks
+    for a token (the admin's or a bootstrap token, see auth.py) and publishes kube-public/cluster-info as
+    `kubeadm init` does; without, plain HTTP open to everyone.
     """
 
     def __init__(
@@ -43,14 +48,19 @@ class KubeApiServer:
         event_window: int = 10_000,
         validation: ValidationHooks | None = None,
         bookmark_interval: float = 60.0,
+        tls: ServerTls | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.tls = tls
         self.registry = Registry()
         for rt in builtin_types():
             self.registry.add(rt)
         self.store = Store(event_window)
         self.core = ApiCore(self.registry, self.store, DpfAdmission(validation))
-        self._handlers = ApiHandlers(self.core, OpenApiDocuments(self.registry), bookmark_interval=bookmark_interval)
+        auth = Authenticator(self.store, tls.admin_token) if tls is not None else None
+        self._handlers = ApiHandlers(
+            self.core, OpenApiDocuments(self.registry), bookmark_interval=bookmark_interval, auth=auth
+        )
         self._runner: web.ServerRunner | None = None
         self._saver: asyncio.Task[None] | None = None
         self._saved_writes = -1
@@ -65,10 +75,13 @@ class KubeApiServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._runner = web.ServerRunner(self._handlers.server(), shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        ssl_context = self.tls.ssl_context() if self.tls is not None else None
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         bound_host, bound_port = self._runner.addresses[0][:2]
-        self.url = f"http://{bound_host}:{bound_port}"
+        self.url = f"{'https' if ssl_context else 'http'}://{bound_host}:{bound_port}"
+        if self.tls is not None:
+            self._publish_cluster_info(self.tls)
         if self.state_dir is not None:
             self._saver = asyncio.create_task(self._save_periodically())
         return self.url
@@ -98,22 +111,72 @@ class KubeApiServer:
             except OSError as e:
                 log.warning("cannot save the API snapshot in %s: %s", self.state_dir, e)
 
-    def write_kubeconfig(self, path: Path, *, context: str = "dpf-sim", namespace: str = "default") -> None:
-        """A kubeconfig for this server (plain HTTP, no credentials), written atomically."""
-        if not self.url:
-            raise RuntimeError("the API server is not started: no URL to write into a kubeconfig")
-        config = {
+    def _publish_cluster_info(self, tls: ServerTls) -> None:
+        """kube-public/cluster-info (the server and its CA, for token discovery) and kube-system/kubeadm-config,
+        as `kubeadm init` leaves them; refreshed on every start since the URL may change."""
+        public_config: Obj = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
-            "users": [{"name": context, "user": {}}],
+            "clusters": [{"name": "", "cluster": {"certificate-authority-data": tls.ca_data, "server": self.url}}],
+            "contexts": None,
+            "current-context": "",
+            "preferences": {},
+            "users": None,
+        }
+        self.core.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": bootstrap.CLUSTER_INFO_NAME, "namespace": bootstrap.CLUSTER_INFO_NAMESPACE},
+                "data": {"kubeconfig": yaml.safe_dump(public_config, sort_keys=False)},
+            }
+        )
+        endpoint = self.url.removeprefix("https://")
+        cluster_config = {
+            "apiVersion": "kubeadm.k8s.io/v1beta3",
+            "kind": "ClusterConfiguration",
+            "clusterName": "kubernetes",
+            "controlPlaneEndpoint": endpoint,
+            "kubernetesVersion": VERSION_INFO["gitVersion"].split("-")[0],
+            "certificatesDir": "/etc/kubernetes/pki",
+            "networking": {"dnsDomain": "cluster.local", "serviceSubnet": "10.96.0.0/12"},
+        }
+        self.core.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+                "data": {"ClusterConfiguration": yaml.safe_dump(cluster_config, sort_keys=False)},
+            }
+        )
+
+    def kubeconfig(self, *, context: str = "dpf-sim", namespace: str = "default") -> Obj:
+        """A kubeconfig for this server: plain HTTP without credentials, or with TLS its CA and the admin token."""
+        if not self.url:
+            raise RuntimeError("the API server is not started: no URL to write into a kubeconfig")
+        cluster: Obj = {"server": self.url}
+        user: Obj = {}
+        if self.tls is not None:
+            cluster["certificate-authority-data"] = self.tls.ca_data
+            user["token"] = self.tls.admin_token
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": context, "cluster": cluster}],
+            "users": [{"name": context, "user": user}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": context, "namespace": namespace}}],
             "current-context": context,
             "preferences": {},
         }
+
+    def write_kubeconfig(self, path: Path, *, context: str = "dpf-sim", namespace: str = "default") -> None:
+        """`kubeconfig()` written atomically (mode 0600 when it holds the admin token)."""
+        config = self.kubeconfig(context=context, namespace=namespace)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if self.tls is not None else 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(yaml.safe_dump(config, sort_keys=False))
         os.replace(tmp, path)
 
     # ---- in-process access: same semantics and watch events as over HTTP
