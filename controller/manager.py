@@ -1,9 +1,9 @@
 """Wiring: caches that every replica keeps warm, and the work only the leader does.
 
-Informers (Nodes, DPUSets, DPUs) and the etcd views (reports, members) run on every replica, so a standby
+Informers (Nodes, DPUSets, DPUs, BFBs, DPUFlavors, DPUClusters) and the etcd views (reports, members) run on every replica, so a standby
 that wins the election starts from warm caches. A leadership term builds a fresh IntentPublisher (which
-loads what is in etcd), the provisioning reconcilers and the status writer, enqueues everything once,
-and runs until the term ends.
+loads what is in etcd), the provisioning reconcilers, the context work (node effects, BFBs, host discovery,
+DPU cluster answers) and the status writer, enqueues everything once, and runs until the term ends.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from controller.kube.client import KubeClient
 from controller.kube.events import EventRecorder
 from controller.kube.informer import EventType, Informer
-from controller.kube.objects import Obj, key_of
-from controller.kube.resources import DPUS, DPUSETS, NODES
+from controller.kube.objects import Obj, ObjKey, key_of
+from controller.kube.resources import BFBS, DPUCLUSTERS, DPUFLAVORS, DPUS, DPUSETS, NODES
 from controller.leader import Term
 from controller.members import MembersCache
+from controller.nodeeffect import NodeEffectOptions
 from controller.publish import FenceLost, IntentPublisher
+from controller.reconcilers.cluster_nodes import ClusterAccess
+from controller.reconcilers.context_work import ContextDeps, ContextWork, index_context_users
 from controller.reconcilers.dpu_intent import dpu_ref
 from controller.reconcilers.provisioning import ProvisioningDeps, ProvisioningReconcilers, index_dpus
 from controller.reports import ReportCache
@@ -38,19 +41,34 @@ class ControllerOptions:
     status_concurrency: int = 4  # status patches in flight
     flush_delay: float = 0.005  # how long the publisher waits to coalesce a burst of intent changes
     events: bool = True
+    node_effects: NodeEffectOptions | None = None  # drain timeout, eviction grace period
 
 
 class _LeaderWork:
     """What one leadership term runs."""
 
-    def __init__(self, provisioning: ProvisioningReconcilers, status: StatusWriter, publisher: IntentPublisher) -> None:
+    def __init__(
+        self,
+        provisioning: ProvisioningReconcilers,
+        context: ContextWork,
+        status: StatusWriter,
+        publisher: IntentPublisher,
+    ) -> None:
         self.provisioning = provisioning
+        self.context = context
         self.status = status
         self.publisher = publisher
 
 
 class Controller:
-    def __init__(self, kube: KubeClient, store: Store, options: ControllerOptions | None = None) -> None:
+    def __init__(
+        self,
+        kube: KubeClient,
+        store: Store,
+        options: ControllerOptions | None = None,
+        *,
+        cluster_access: ClusterAccess | None = None,
+    ) -> None:
         self.kube = kube
         self.store = store
         self.options = options or ControllerOptions()
@@ -58,7 +76,12 @@ class Controller:
         self.nodes = Informer(kube, NODES, resync_period=resync)
         self.dpusets = Informer(kube, DPUSETS, resync_period=resync)
         self.dpus = Informer(kube, DPUS, resync_period=resync)
+        self.bfbs = Informer(kube, BFBS, resync_period=resync)
+        self.flavors = Informer(kube, DPUFLAVORS, resync_period=resync)
+        self.clusters = Informer(kube, DPUCLUSTERS, resync_period=resync)
         index_dpus(self.dpus)
+        index_context_users(self.dpus, self.dpusets)
+        self.cluster_access = cluster_access
         self.reports = ReportCache(store)
         self.members = MembersCache(store)
         self.events = EventRecorder(kube) if self.options.events else None
@@ -66,6 +89,9 @@ class Controller:
         self.nodes.add_handler(self._on_node)
         self.dpusets.add_handler(self._on_dpuset)
         self.dpus.add_handler(self._on_dpu)
+        self.bfbs.add_handler(self._on_bfb)
+        self.flavors.add_handler(self._on_flavor)
+        self.clusters.add_handler(self._on_cluster)
         self.reports.add_handler(self._on_report)
         self.members.add_handler(self._on_member)
 
@@ -75,6 +101,9 @@ class Controller:
             tg.create_task(self.nodes.run(), name="informer-nodes")
             tg.create_task(self.dpusets.run(), name="informer-dpusets")
             tg.create_task(self.dpus.run(), name="informer-dpus")
+            tg.create_task(self.bfbs.run(), name="informer-bfbs")
+            tg.create_task(self.flavors.run(), name="informer-dpuflavors")
+            tg.create_task(self.clusters.run(), name="informer-dpuclusters")
             tg.create_task(self.reports.run(), name="reports")
             tg.create_task(self.members.run(), name="members")
             if self.events is not None:
@@ -85,6 +114,9 @@ class Controller:
             self.nodes.synced,
             self.dpusets.synced,
             self.dpus.synced,
+            self.bfbs.synced,
+            self.flavors.synced,
+            self.clusters.synced,
             self.reports.synced,
             self.members.synced,
         ]
@@ -102,6 +134,24 @@ class Controller:
         await self.wait_synced()
         publisher = IntentPublisher(self.store, flush_delay=self.options.flush_delay, fence=term.fence)
         await publisher.start()
+        context = ContextWork(
+            ContextDeps(
+                client=self.kube,
+                nodes=self.nodes,
+                dpus=self.dpus,
+                dpusets=self.dpusets,
+                bfbs=self.bfbs,
+                flavors=self.flavors,
+                clusters=self.clusters,
+                reports=self.reports,
+                members=self.members,
+                publisher=publisher,
+                enqueue_dpu=self._enqueue_dpu,
+                cluster_access=self.cluster_access,
+                node_effect_options=self.options.node_effects,
+                events=self.events,
+            )
+        )
         deps = ProvisioningDeps(
             client=self.kube,
             nodes=self.nodes,
@@ -112,6 +162,7 @@ class Controller:
             members=self.members,
             events=self.events,
             api_concurrency=self.options.api_concurrency,
+            context=context,
         )
         provisioning = ProvisioningReconcilers(deps, workers=self.options.workers)
         status = StatusWriter(
@@ -122,8 +173,9 @@ class Controller:
             busy=provisioning.busy,
             wait_idle=provisioning.wait_idle,
         )
-        self.work = _LeaderWork(provisioning, status, publisher)
+        self.work = _LeaderWork(provisioning, context, status, publisher)
         provisioning.enqueue_all()
+        context.enqueue_all()
         status.enqueue_all()
         log.info(
             "leading",
@@ -137,11 +189,13 @@ class Controller:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(provisioning.run(), name="provisioning")
+                tg.create_task(context.run(), name="provisioning-context")
                 tg.create_task(status.run(), name="status")
                 tg.create_task(self._watch_publisher(publisher), name="publisher-guard")
         finally:
             self.work = None
             provisioning.shut_down()
+            context.shut_down()
             status.queue.shut_down()
             await publisher.stop(flush=term.graceful)
 
@@ -150,17 +204,40 @@ class Controller:
         raise publisher.error or FenceLost("intent publisher stopped")
 
     # -- cache events, forwarded to the current term ---------------------------------------------
+    def _enqueue_dpu(self, key: ObjKey) -> None:
+        if self.work is not None:
+            self.work.provisioning.dpu.queue.add(key)
+
     def _on_node(self, event: EventType, obj: Obj, old: Obj | None) -> None:
         if self.work is not None:
             self.work.provisioning.on_node(event, obj, old)
+            self.work.context.on_node(event, obj, old)
 
     def _on_dpuset(self, event: EventType, obj: Obj, old: Obj | None) -> None:
         if self.work is not None:
             self.work.provisioning.on_dpuset(event, obj, old)
+            self.work.context.on_dpuset(event, obj, old)
+
+    def _on_bfb(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        if self.work is not None:
+            self.work.context.on_bfb(event, obj, old)
+
+    def _on_flavor(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        if self.work is not None:
+            self.work.context.on_flavor(event, obj, old)
+
+    def _on_cluster(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        if self.work is not None:
+            self.work.context.on_cluster(event, obj, old)
+
+    def _on_cluster_node(self, cluster: ObjKey, node: str) -> None:
+        if self.work is not None:
+            self.work.context.on_cluster_node(cluster, node)
 
     def _on_dpu(self, event: EventType, obj: Obj, old: Obj | None) -> None:
         if self.work is not None:
             self.work.provisioning.on_dpu(event, obj, old)
+            self.work.context.on_dpu(event, obj, old)
             if event != "DELETED":
                 k = key_of(obj)
                 self.work.status.enqueue(dpu_ref(k.namespace, k.name))
@@ -169,7 +246,9 @@ class Controller:
         if self.work is not None:
             self.work.status.enqueue(ref)
             self.work.provisioning.on_report(node, ref, report)
+            self.work.context.on_report(node, ref, report)
 
     def _on_member(self, node: str, present: bool) -> None:
         if self.work is not None:
             self.work.provisioning.on_member(node, present)
+            self.work.context.on_member(node, present)

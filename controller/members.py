@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from controller.etcdwatch import PrefixWatch
@@ -28,6 +29,23 @@ class MembersCache:
 
     def nodes(self) -> list[str]:
         return [k[len(store_keys.MEMBERS_PREFIX) :] for k in self.watch.items]
+
+    def role(self, node: str) -> str | None:
+        """The role the node's dpfd registered with ("host", "dpu"); None when absent. A member value without a
+        readable role is a host: dpfd's default role."""
+        kv = self.watch.items.get(store_keys.member_key(node))
+        if kv is None:
+            return None
+        try:
+            value = json.loads(kv.value)
+        except ValueError:
+            return "host"
+        role = value.get("role") if isinstance(value, dict) else None
+        return role if isinstance(role, str) and role else "host"
+
+    def hosts(self) -> list[str]:
+        """Nodes whose dpfd runs in role host, sorted."""
+        return sorted(n for n in self.nodes() if self.role(n) == "host")
 
     async def run(self) -> None:
         await self.watch.run()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from controller.kube.objects import (
     Obj,
     annotations_of,
@@ -22,8 +24,9 @@ def dpu_ref(namespace: str, name: str) -> ObjectRef:
     return object_ref(DPUS.kind, namespace, name)
 
 
-def dpu_intent(dpu: Obj) -> Intent:
-    """The DPU's intent. Raises ValueError naming the DPU when it has no `spec.nodeName`."""
+def dpu_intent(dpu: Obj, context: dict[str, Any] | None = None) -> Intent:
+    """The DPU's intent, with the `context` the controller resolved for it (see dpu_context.py). Raises
+    ValueError naming the DPU when it has no `spec.nodeName`."""
     spec = dpu.get("spec") or {}
     node = str(spec.get("nodeName") or "")
     if not node:
@@ -37,4 +40,5 @@ def dpu_intent(dpu: Obj) -> Intent:
         labels=labels_of(dpu),
         annotations=annotations_of(dpu),
         deleting=is_deleting(dpu),
+        context=context or {},
     )

@@ -227,8 +227,9 @@ def _status_phase(kube: KubeEnv, phase: str) -> dict[str, object] | None:
 
 
 async def _intents_if(store: Store, n: int) -> dict[str, bytes] | bool:
-    """The intents in etcd once there are exactly `n` of them (True for zero), else False."""
-    got = await intents(store)
+    """The DPU intents in etcd once there are exactly `n` of them (True for zero), else False. (Host members
+    also get Host intents: see test_controller_context*.)"""
+    got = {k: v for k, v in (await intents(store)).items() if "/DPU/" in k}
     if len(got) == n:
         return got or True
     return False
