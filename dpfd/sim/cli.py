@@ -2,6 +2,8 @@
 
 dpf-sim up --manifests DIR --state-dir DIR    start everything, apply the manifests, show progress; Ctrl-C stops
 dpf-sim down --state-dir DIR                  stop what `up` started in that state dir
+dpf-sim bluefield --listen HOST:PORT          one emulated BlueField (DMS and DPU OS) on its own
+dpf-sim status --state-dir DIR [-o json]      each emulated DPU under DIR: installs, activations, reboots, dpfd
 """
 
 from __future__ import annotations
@@ -23,7 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--quiet", action="store_true", help="do not print progress")
     down = sub.add_parser("down", help="stop what `up` started")
     down.add_argument("--state-dir", type=Path, required=True)
+    from dpfd.sim.bluefield import standalone
+
+    bluefield = sub.add_parser("bluefield", help="run one emulated BlueField (DMS server and DPU OS)")
+    standalone.add_bluefield_arguments(bluefield)
+    status = sub.add_parser("status", help="show each emulated DPU under a state dir")
+    status.add_argument("--state-dir", type=Path, required=True)
+    status.add_argument("-o", "--output", choices=("table", "json"), default="table")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+
+    if args.command == "bluefield":
+        return standalone.run(args)
+    if args.command == "status":
+        return _status(args.state_dir, args.output)
 
     if args.command == "down":
         stopped = stop_recorded(args.state_dir.resolve())
@@ -41,6 +55,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _status(state_dir: Path, output: str) -> int:
+    from dpfd.sim.bluefield.status import collect, render
+
+    if not state_dir.is_dir():
+        print(f"dpf-sim status: {state_dir} is not a directory", file=sys.stderr)
+        return 2
+    rows = collect(state_dir.resolve())
+    if not rows and output != "json":
+        print(f"no emulated DPUs under {state_dir}")
+        return 0
+    print(render(rows, output))
+    return 0
 
 
 if __name__ == "__main__":

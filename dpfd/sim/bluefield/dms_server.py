@@ -15,6 +15,10 @@ Behaviour follows the gNOI specification and what DPF relies on:
 
 Fault knobs (`DmsFaults`): corrupt transfer, install error, reboot that never completes, slow link.
 Counts of installs, activations and reboots are kept in `stats()` and in the state dir (see dms_state).
+
+With `dpu_os` options (and a state dir) the DPU also boots its OS after a reboot, and at start when it has
+one installed: a real dpfd in role dpu configured by the activated bf.cfg (see dpu_os). The OS shuts down
+when the DPU reboots and when the server stops.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from dpfd.proto.gnoi.os import os_pb2, os_pb2_grpc
 from dpfd.proto.gnoi.system import system_pb2, system_pb2_grpc
 from dpfd.sim.bfb_image import TRAILER_LEN, ImageVerifier
 from dpfd.sim.bluefield.dms_state import DmsState, InstalledImage, StateStore
+from dpfd.sim.bluefield.dpu_os import BootImage, DpuOs, DpuOsOptions
 
 MODE_PATH = "nvidia/mode/config/mode"
 MODES = ("DPU", "NIC")
@@ -120,6 +125,7 @@ class EmulatedDms:
         progress_every: int = 4 << 20,
         faults: DmsFaults | None = None,
         name: str = "dpu",
+        dpu_os: DpuOsOptions | None = None,
     ) -> None:
         self.host, self.port = _split_listen(listen)
         self.name = name
@@ -130,6 +136,12 @@ class EmulatedDms:
         self._credentials = tls.server_credentials() if tls else None
         self.state_dir = state_dir
         self._store = StateStore(state_dir)
+        if state_dir is not None and self._store.state.name != name:
+            self._store.state.name = name
+            self._store.save()
+        if dpu_os is not None and state_dir is None:
+            raise ValueError(f"emulated DMS {name}: the DPU OS needs a state dir for its root file system")
+        self.dpu_os = DpuOs(state_dir, name, dpu_os) if dpu_os is not None and state_dir is not None else None
         self._bf_cfgs: dict[str, bytes] = {}
         self._server: grpc.aio.Server | None = None
         self._installing = False
@@ -160,6 +172,7 @@ class EmulatedDms:
     async def start(self) -> EmulatedDms:
         """Listen (binds the port; with port 0 the kernel picks one, kept across reboots)."""
         self._stopped = False
+        await self._boot_os()  # powered on with an OS installed: it boots
         await self._serve()
         return self
 
@@ -197,6 +210,8 @@ class EmulatedDms:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reboot_task
         await self._close_port(grace=None)
+        if self.dpu_os is not None:
+            await self.dpu_os.shutdown()
 
     async def __aenter__(self) -> EmulatedDms:
         return await self.start()
@@ -219,6 +234,7 @@ class EmulatedDms:
             "running_version": s.running_version,
             "running_bf_cfg": s.running_bf_cfg,
             "installed": sorted(s.installed),
+            "dpu_os": self.dpu_os.stats() if self.dpu_os is not None else None,
         }
 
     def bf_cfg(self, version: str) -> bytes | None:
@@ -245,6 +261,8 @@ class EmulatedDms:
     async def _reboot(self) -> None:
         # Grace lets the RPC that asked for the reboot (Activate, Reboot) finish; new calls are refused.
         await self._close_port(grace=0.5)
+        if self.dpu_os is not None:
+            await self.dpu_os.shutdown()
         s = self.state
         s.reboots += 1
         self._store.save()
@@ -261,7 +279,19 @@ class EmulatedDms:
         self.reboot_active = False
         self._store.save()
         if not self._stopped:
+            await self._boot_os()
             await self._serve()
+
+    async def _boot_os(self) -> None:
+        """Boot the DPU OS of the running install (nothing without DPU OS emulation or an install)."""
+        s = self.state
+        if self.dpu_os is None or not s.running_version:
+            return
+        bf_cfg = self.bf_cfg(s.running_bf_cfg) if s.running_bf_cfg else None
+        image = BootImage(
+            bfb=s.running_version, bf_cfg_version=s.running_bf_cfg, bf_cfg=bf_cfg, activation=s.activations
+        )
+        await self.dpu_os.boot(image)
 
     # -- install --------------------------------------------------------------------------------------------
 
@@ -587,6 +617,12 @@ def parse_fault(text: str, faults: DmsFaults) -> DmsFaults:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dms_server", description="Emulated NVIDIA DMS (gNOI OS/System, gNMI) of one DPU")
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The server's options (also `dpf-sim bluefield`'s)."""
     p.add_argument("--listen", required=True, help="HOST:PORT (port 0: pick one)")
     p.add_argument("--name", default="dpu", help="DPU name (logs and stats)")
     p.add_argument("--insecure", action="store_true", help="no TLS")
@@ -599,10 +635,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fault", action="append", default=[], help="corrupt | install-error[=TYPE] | reboot-hang | slow-link=B/S"
     )
-    return p
 
 
-def _config(args: argparse.Namespace) -> dict[str, Any]:
+def server_config(args: argparse.Namespace) -> dict[str, Any]:
     tls_args = (args.ca, args.cert, args.key)
     if args.insecure and any(tls_args):
         raise ValueError("--insecure and --ca/--cert/--key are exclusive")
@@ -638,7 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`python -m dpfd.sim.bluefield.dms_server --listen HOST:PORT ...`; runs until SIGINT/SIGTERM."""
     args = _parser().parse_args(argv)
     try:
-        config = _config(args)
+        config = server_config(args)
         if config["state_dir"] is not None:
             config["state_dir"].mkdir(parents=True, exist_ok=True)
         asyncio.run(_serve_until_signalled(config))

@@ -30,6 +30,7 @@ class InstalledImage:
 class DmsState:
     """The emulated DMS's persistent state."""
 
+    name: str = ""
     installs: int = 0
     activations: int = 0
     reboots: int = 0
