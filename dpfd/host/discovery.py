@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
-from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from dpfd.api.wellknown import NODE_DPU_ENABLED, NODE_OOB_BRIDGE_CONFIGURED, node_dpu_pci_address, node_dpu_pf0_name
+from dpfd.host.netns import iproute
 
 MELLANOX_VENDOR = 0x15B3
 BLUEFIELD_MODELS: dict[int, Literal["BF2", "BF3"]] = {0xA2D6: "BF2", 0xA2DC: "BF3"}
@@ -202,7 +202,7 @@ def bridge_status(name: str = DEFAULT_BRIDGE, netns: str | None = None) -> Bridg
     status = BridgeStatus(name=name, netns=netns)
     where = f"network namespace {netns}" if netns else "the host network namespace"
     try:
-        with IPRoute(netns=netns, flags=0) if netns else IPRoute() as ipr:
+        with iproute(netns) as ipr:
             links = ipr.link("dump", ifname=name)
             if not links:
                 status.problem = f"bridge {name} does not exist in {where}"

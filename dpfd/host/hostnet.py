@@ -25,6 +25,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from dpfd.host.discovery import DEFAULT_BRIDGE, BridgeStatus, DiscoveredDpu, bridge_status, scan
+from dpfd.host.netns import iproute
 
 SRIOV_ERROR_FILE = "sriov_numvfs_error"
 DEFAULT_TIMEOUT = 60.0  # per wait; DPF's script retries the bridge check 10 times, 5 s apart
@@ -248,7 +249,7 @@ async def _set_and_wait(name: str, pf_dir: Path, n: int, within: float, *, write
 
 
 def _iproute(netns: str | None) -> IPRoute:
-    return IPRoute(netns=netns, flags=0) if netns else IPRoute()
+    return iproute(netns)
 
 
 def _vf0_sysfs_name(pf_dir: Path) -> str | None:
