@@ -18,7 +18,7 @@ from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration
-from kubernetes_asyncio.config import load_kube_config
+from kubernetes_asyncio.config import load_kube_config, load_kube_config_from_dict
 
 from controller.kube.http1 import Http1Pool
 from controller.kube.objects import Obj
@@ -147,6 +147,17 @@ class KubeClient:
     async def from_kubeconfig(cls, path: str, *, context: str | None = None, max_connections: int = 128) -> KubeClient:
         cfg = Configuration()
         await load_kube_config(config_file=path, context=context, client_configuration=cfg, persist_config=False)
+        return cls._from_configuration(cfg, max_connections)
+
+    @classmethod
+    async def from_kubeconfig_dict(cls, config: dict[str, Any], *, max_connections: int = 16) -> KubeClient:
+        """A client from a parsed kubeconfig (a DPU cluster's admin.conf read from its Secret)."""
+        cfg = Configuration()
+        await load_kube_config_from_dict(config, client_configuration=cfg)
+        return cls._from_configuration(cfg, max_connections)
+
+    @classmethod
+    def _from_configuration(cls, cfg: Configuration, max_connections: int) -> KubeClient:
         # Every informer holds one connection for its watch; leave room for the bounded write fan-out.
         cfg.connection_pool_maxsize = max_connections
         api = ApiClient(configuration=cfg)
@@ -312,6 +323,10 @@ class KubeClient:
                 yield _watch_event(rest)
         finally:
             resp.close()
+
+    async def server_version(self) -> Obj:
+        """GET /version: the API server's build (what a health check asks)."""
+        return await self._call("GET", "/version", "get server version")
 
     async def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
         return await self._call("GET", rt.path(namespace, name), f"get {rt.kind} {namespace}/{name}")
