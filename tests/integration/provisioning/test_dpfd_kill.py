@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dpfd_process import DpfdProcess, dpu_intent, host_config, put_intent, report
-from pyroute2 import IPRoute, netns
+from host_netns import bridge_netns
 
 from dpfd.host.provisioning import phases as P
 from dpfd.sim.bfb_server import BfbServerConfig, BfbServerHandle, Fault, start_bfb_server
@@ -41,17 +40,8 @@ IMAGE_BYTES = 4 << 20
 
 @pytest.fixture
 def ns() -> Iterator[str]:
-    name = f"dpf-kill-{uuid.uuid4().hex[:8]}"
-    netns.create(name)
-    with IPRoute(netns=name, flags=0) as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-        ipr.link("add", ifname="br-dpu", kind="bridge")
-        index = ipr.link_lookup(ifname="br-dpu")[0]
-        ipr.link("set", index=index, state="up")
-        ipr.addr("add", index=index, address="203.0.113.1", prefixlen=24)
-        ipr.route("add", dst="0.0.0.0/0", gateway="203.0.113.254", oif=index)
-    yield name
-    netns.remove(name)
+    with bridge_netns("dpf-kill", "203.0.113.1", "203.0.113.254") as name:
+        yield name
 
 
 @pytest.fixture
@@ -168,3 +158,57 @@ async def test_kill_9_in_every_phase_resumes_and_flashes_exactly_once(
     # The download was resumed after the kill, not started over.
     assert bfbs.server.bytes_sent(IMAGE) < 1.5 * IMAGE_BYTES, bfbs.server.bytes_sent(IMAGE)
     assert await store.get(keys.lock_key(f"dpu.{intent.ref.namespace}.{DPU}")) is None, "lock left after SIGTERM"
+
+
+async def test_a_second_dpfd_for_the_same_node_cannot_flash_the_dpu(
+    tmp_path: Path, ns: str, store: Store, bfbs: BfbServerHandle, etcd_endpoints: list[str]
+) -> None:
+    sysfs = EmulatedSysfs(tmp_path / "sys")
+    sysfs.add_bluefield(pci="0000:03:00", model="BF3", pf_names=("ens1f0np0", "ens1f1np1"), total_vfs=16)
+    sriov = asyncio.create_task(sysfs.serve_sriov(vf_netdevs=VethVfNetdevs(ns)))
+    dms = EmulatedDms("127.0.0.1:0", state_dir=tmp_path / "dms", install_bytes_per_s=4 << 20, reboot_seconds=0.5)
+    await dms.start()
+    power_file = tmp_path / "host-power.json"
+    EmulatedHostPower(power_file)
+    # Two processes that both think they are the node (a copy started by mistake), each with its own state.
+    dpfds = [
+        DpfdProcess(
+            tmp_path / name,
+            host_config(
+                tmp_path / name,
+                NODE,
+                etcd_endpoints,
+                sysfs=tmp_path / "sys",
+                netns=ns,
+                dms=dms.address,
+                power_file=power_file,
+            ),
+        )
+        for name in ("first", "second")
+    ]
+    intent = dpu_intent(NODE, DPU, bfbs.url_for(IMAGE), clusterNodeReady=True)
+    try:
+        await asyncio.gather(*(d.start() for d in dpfds))
+        await put_intent(store, intent)
+        ready = await wait_report(store, DPU, lambda r: r["phase"] == P.READY, 40.0, "Ready")
+        # The other one got as far as asking for the lock, and was told to wait.
+        await eventually(lambda: any("is locked by" in d.log() for d in dpfds), 10.0, "a dpfd waiting for the lock")
+        [loser] = [d for d in dpfds if "is locked by" in d.log()]
+        [winner] = [d for d in dpfds if d is not loser]
+        assert loser.proc is not None and winner.proc is not None
+        assert f"pid {winner.proc.pid}" in loser.log(), loser.log()
+        assert ready["details"]["lock"]["token"] > 0
+        # Stop the waiting one first: once the winner's session ends, the lock would pass to it.
+        assert await loser.terminate() == 0, loser.log()
+        assert await winner.terminate() == 0, winner.log()
+    finally:
+        sriov.cancel()
+        for d in dpfds:
+            await d.cleanup()
+        await dms.stop()
+    state = dms.state
+    assert (state.installs, state.activations, state.reboots) == (2, 1, 1), state
+    assert EmulatedHostPower(power_file).reboots == {"reset": 1}
+    # The loser never got past the local checks of Initializing.
+    progress = loser.home / "state" / "provisioning" / intent.ref.namespace / f"{DPU}.json"
+    assert not progress.exists() or '"phase": "Initializing"' in progress.read_text(), progress.read_text()
