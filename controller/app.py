@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import uvloop
 
+from controller.dpucluster.clusters import DpuClusters
 from controller.kube.client import KubeClient
 from controller.leader import LeaderElector
 from controller.logs import setup_logging
@@ -65,7 +66,9 @@ async def run_controller(
     try:
         store = await Store.connect(cfg.etcd_endpoints)
         try:
-            controller = Controller(kube, store, cfg.options)
+            options = cfg.options or ControllerOptions()
+            clusters = DpuClusters(kube) if options.dpu_clusters else None
+            controller = Controller(kube, store, cfg.options, cluster_access=clusters)
             elector = LeaderElector(store, cfg.identity, ttl=cfg.lease_ttl)
             if elector_out is not None:
                 elector_out.append(elector)
@@ -86,6 +89,8 @@ async def run_controller(
                 stopper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await caches
+                if clusters is not None:
+                    await clusters.close()
         finally:
             await store.close()
     finally:

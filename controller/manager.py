@@ -12,6 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from controller.dpucluster import DpuClusters
 from controller.kube.client import KubeClient
 from controller.kube.events import EventRecorder
 from controller.kube.informer import EventType, Informer
@@ -21,7 +22,6 @@ from controller.leader import Term
 from controller.members import MembersCache
 from controller.nodeeffect import NodeEffectOptions
 from controller.publish import FenceLost, IntentPublisher
-from controller.reconcilers.cluster_nodes import ClusterAccess
 from controller.reconcilers.context_work import ContextDeps, ContextWork, index_context_users
 from controller.reconcilers.dpu_intent import dpu_ref
 from controller.reconcilers.provisioning import ProvisioningDeps, ProvisioningReconcilers, index_dpus
@@ -42,6 +42,8 @@ class ControllerOptions:
     flush_delay: float = 0.005  # how long the publisher waits to coalesce a burst of intent changes
     events: bool = True
     node_effects: NodeEffectOptions | None = None  # drain timeout, eviction grace period
+    cluster_health_interval: float = 30.0  # seconds between health checks of a DPUCluster's API server
+    dpu_clusters: bool = True  # reach the DPU clusters (join commands, their Nodes, DPUCluster status)
 
 
 class _LeaderWork:
@@ -67,7 +69,7 @@ class Controller:
         store: Store,
         options: ControllerOptions | None = None,
         *,
-        cluster_access: ClusterAccess | None = None,
+        cluster_access: DpuClusters | None = None,
     ) -> None:
         self.kube = kube
         self.store = store
@@ -82,6 +84,8 @@ class Controller:
         index_dpus(self.dpus)
         index_context_users(self.dpus, self.dpusets)
         self.cluster_access = cluster_access
+        if cluster_access is not None:
+            cluster_access.add_handler(self._on_cluster_node)
         self.reports = ReportCache(store)
         self.members = MembersCache(store)
         self.events = EventRecorder(kube) if self.options.events else None
@@ -108,6 +112,8 @@ class Controller:
             tg.create_task(self.members.run(), name="members")
             if self.events is not None:
                 tg.create_task(self.events.run(), name="events")
+            if self.cluster_access is not None:
+                tg.create_task(self.cluster_access.run(), name="dpu-clusters")
 
     def _sync_events(self) -> list[asyncio.Event]:
         return [
@@ -150,6 +156,7 @@ class Controller:
                 cluster_access=self.cluster_access,
                 node_effect_options=self.options.node_effects,
                 events=self.events,
+                cluster_health_interval=self.options.cluster_health_interval,
             )
         )
         deps = ProvisioningDeps(
@@ -227,6 +234,11 @@ class Controller:
             self.work.context.on_flavor(event, obj, old)
 
     def _on_cluster(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        if self.cluster_access is not None:  # every replica keeps its DPU-cluster connections warm
+            if event == "DELETED":
+                self.cluster_access.forget(key_of(obj))
+            else:
+                self.cluster_access.watch(obj)
         if self.work is not None:
             self.work.context.on_cluster(event, obj, old)
 

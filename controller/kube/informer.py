@@ -71,6 +71,10 @@ class Informer:
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
 
+    def remove_handler(self, handler: Handler) -> None:
+        """Stop calling `handler` (work of a leadership term that ended registers its handlers anew)."""
+        self._handlers = [h for h in self._handlers if h != handler]
+
     def add_index(self, name: str, func: IndexFunc) -> None:
         """Index the cache by `func(obj)` values; `by_index(name, value)` returns the matching objects."""
         self._index_funcs[name] = func

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from controller.dpucluster import DpuClusters, DpuClusterStatusReconciler
+from controller.dpucluster.status import HEALTH_PERIOD
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.events import EventRecorder
 from controller.kube.informer import EventType, Informer
@@ -24,7 +26,7 @@ from controller.nodeeffect import NodeEffectApplier, NodeEffectOptions
 from controller.publish import IntentPublisher
 from controller.reconcilers.bfb import BFB_INDEX, BFBReconciler, index_bfb_users
 from controller.reconcilers.cluster_alloc import ClusterAllocator, NoClusterAvailable
-from controller.reconcilers.cluster_nodes import CLUSTER_INDEX, ClusterAccess, ClusterNodeWorker, index_dpus_by_cluster
+from controller.reconcilers.cluster_nodes import CLUSTER_INDEX, ClusterNodeWorker, index_dpus_by_cluster
 from controller.reconcilers.dpu_context import Answers, ContextSource
 from controller.reconcilers.host_discovery import HOST_KIND, HostReconciler, KnownHosts
 from controller.reconcilers.node_effects import NodeEffectWorker
@@ -82,9 +84,10 @@ class ContextDeps:
     members: MembersCache
     publisher: IntentPublisher
     enqueue_dpu: Callable[[ObjKey], None]  # the DPU reconciler's queue: re-publish that DPU's intent
-    cluster_access: ClusterAccess | None = None
+    cluster_access: DpuClusters | None = None
     node_effect_options: NodeEffectOptions | None = None
     events: EventRecorder | None = None
+    cluster_health_interval: float = HEALTH_PERIOD
 
 
 class ContextWork:
@@ -107,6 +110,15 @@ class ContextWork:
         self.host = HostReconciler(deps.client, deps.nodes, deps.members, deps.reports, deps.publisher, self.hosts)
         self.cluster_nodes = (
             ClusterNodeWorker(deps.cluster_access, deps.clusters, deps.dpus, self.answers, deps.enqueue_dpu)
+            if deps.cluster_access is not None
+            else None
+        )
+        # controller/dpucluster's: DPUCluster phase and conditions from its health checks (it registers its own
+        # DPUCluster handler, removed again at the end of the term)
+        self.cluster_status = (
+            DpuClusterStatusReconciler(
+                deps.client, deps.clusters, deps.cluster_access, health_period=deps.cluster_health_interval
+            )
             if deps.cluster_access is not None
             else None
         )
@@ -246,6 +258,9 @@ class ContextWork:
         self.node_effects.enqueue_all()
         if self.cluster_nodes is not None:
             self.cluster_nodes.enqueue_all()
+        if self.cluster_status is not None:
+            for key in self.d.clusters.list_keys():
+                self.cluster_status.queue.add(key)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -254,6 +269,8 @@ class ContextWork:
             tg.create_task(self.host.run(), name="hosts")
             if self.cluster_nodes is not None:
                 tg.create_task(self.cluster_nodes.run(), name="cluster-nodes")
+            if self.cluster_status is not None:
+                tg.create_task(self.cluster_status.run(), name="dpucluster-status")
 
     def shut_down(self) -> None:
         self.node_effects.queue.shut_down()
@@ -262,3 +279,6 @@ class ContextWork:
         if self.cluster_nodes is not None:
             self.cluster_nodes.join_queue.shut_down()
             self.cluster_nodes.dpu_queue.shut_down()
+        if self.cluster_status is not None:
+            self.cluster_status.queue.shut_down()
+            self.d.clusters.remove_handler(self.cluster_status._on_event)

@@ -33,7 +33,10 @@ __all__ = ["kube", "store"]  # fixtures
 
 DPU_NAME = "worker-0-0000-03-00"
 BFB_URL = "http://127.0.0.1:9/bf-bundle.bfb"
-FAST = ControllerOptions(events=False, node_effects=NodeEffectOptions(backoff_initial=0.05, backoff_max=0.2))
+# The test sets DPUCluster status itself: no DPU cluster access (test_controller_context_cluster.py has it).
+FAST = ControllerOptions(
+    events=False, node_effects=NodeEffectOptions(backoff_initial=0.05, backoff_max=0.2), dpu_clusters=False
+)
 
 
 # -- helpers -----------------------------------------------------------------------------------------
