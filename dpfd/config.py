@@ -112,7 +112,7 @@ class ProvisioningConfig(_CamelModel):
     recheck_interval: float = Field(default=10.0, gt=0)  # looking again at things outside dpfd's control
     discovery_interval: float = Field(default=30.0, gt=0)  # re-scan of sysfs for the host's report
     dpu_etcd_endpoints: list[str] | None = None  # what DPUs' dpfds connect to; default: this host's
-    num_vfs: int = Field(default=16, ge=0, le=1024)  # unless the intent says (flavor NUM_OF_VFS)
+    num_vfs: int = Field(default=16, alias="numVFs", ge=0, le=1024)  # unless the intent says (flavor NUM_OF_VFS)
     mtu: int = Field(default=1500, ge=576, le=9216)
     bridge: str = Field(default="br-dpu", min_length=1, max_length=15)
     netns: str | None = None  # network namespace of br-dpu and the VF netdevs (dpf-sim); default: dpfd's own

@@ -228,3 +228,14 @@ async def test_a_failed_install_is_an_error_that_is_retried_until_it_succeeds(ho
     host.dms.faults = DmsFaults()  # the cause goes away: the backoff retry (not an operator) recovers the DPU
     await driver.run_until(phase_is(P.READY))
     assert (host.dms.state.installs, host.dms.state.activations) == (2, 1)
+
+
+async def test_a_dpu_without_a_configured_dms_waits_in_dms_deployment_saying_why(host: Host) -> None:
+    host.deps.dms = StaticDmsProvider(lambda dpu: None)  # dpfd's config names no DMS for this PCI address
+    driver = Driver(host.provisioner(), dpu_intent(host.bfb_url))
+    report = await driver.run_until(lambda r: any(c.type == P.COND_DMS_RUNNING for c in r.conditions))
+    assert report.phase == P.DMS_DEPLOYMENT
+    assert condition(report, P.COND_DMS_RUNNING) == ("False", P.REASON_DMS_UNKNOWN)
+    message = next(c.message for c in report.conditions if c.type == P.COND_DMS_RUNNING)
+    assert "0000-03-00" in message and "provisioning.dms.targets" in message
+    assert host.dms.state.installs == 0
