@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from typing import Protocol
 
@@ -15,9 +16,11 @@ from controller.kube.objects import Obj, ObjKey, describe, is_deleting, key_of
 from controller.kube.resources import DPUCLUSTERS, DPUS
 from controller.queue import DONE, Result, WorkQueue, run_workers
 from controller.reconcilers.dpu_context import Answers, cluster_ref_of
+from dpfd.api.wellknown import DPU_NODE_BFB_VERSION, DPU_NODE_HOST
 
 log = logging.getLogger(__name__)
 
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 CLUSTER_INDEX = "dpucluster"  # DPUs by "<cluster namespace>/<cluster name>"
 JOIN_REFRESH = 3600.0  # seconds: a fresh join command (bootstrap tokens expire)
 JOIN_RETRY = 5.0  # seconds before asking an unreachable cluster again
@@ -45,9 +48,22 @@ def index_dpus_by_cluster(dpus: Informer) -> None:
     dpus.add_index(CLUSTER_INDEX, of)
 
 
+def is_label_value(value: str) -> bool:
+    return len(value) <= 63 and _LABEL_VALUE.fullmatch(value) is not None
+
+
 def node_labels_of(dpu: Obj) -> dict[str, str]:
-    labels = ((dpu.get("spec") or {}).get("cluster") or {}).get("nodeLabels") or {}
-    return {str(k): str(v) for k, v in labels.items()}
+    """The labels the DPU's Node gets: spec.cluster.nodeLabels, plus what DPF adds after the install (the host's
+    name, and the BFB version the host reported, when it is a valid label value)."""
+    spec = dpu.get("spec") or {}
+    labels = {str(k): str(v) for k, v in ((spec.get("cluster") or {}).get("nodeLabels") or {}).items()}
+    host = str(spec.get("nodeName") or "")
+    if host and is_label_value(host):
+        labels.setdefault(DPU_NODE_HOST, host)
+    version = str((dpu.get("status") or {}).get("bfbVersion") or "")
+    if version and is_label_value(version):
+        labels.setdefault(DPU_NODE_BFB_VERSION, version)
+    return labels
 
 
 class ClusterNodeWorker:

@@ -35,6 +35,7 @@ from dpfd.api.intents import ObjectRef, Report
 
 log = logging.getLogger(__name__)
 
+BFB_COALESCE = 0.5  # seconds a BFB's reports may gather before its status is written
 FLAVOR_INDEX = "dpuflavor"  # DPUs by "<namespace>/<flavor name>"
 NODE_INDEX = "node"  # DPUs by spec.nodeName (registered by provisioning.index_dpus)
 
@@ -242,7 +243,8 @@ class ContextWork:
             if self.cluster_nodes is not None:
                 self.cluster_nodes.dpu_queue.add(key)
         elif ref.kind == "BFB":
-            self.bfb.queue.add(ObjKey(ref.namespace, ref.name))
+            # Download progress comes often from every host: one status write per BFB and BFB_COALESCE.
+            self.bfb.queue.add_after(ObjKey(ref.namespace, ref.name), BFB_COALESCE)
         elif ref.kind == HOST_KIND:
             self.host.queue.add(ref.name)
 

@@ -99,6 +99,7 @@ async def test_cluster_health_join_command_and_node_ready(
         await wait_until(lambda: context_when(lambda c: c.get("clusterNodeReady") is True), what="clusterNodeReady")
         labels = (dpu_cluster.get_object("v1", "Node", DPU_NAME) or {})["metadata"].get("labels") or {}
         assert labels.get("role") == "worker" and labels.get("zone") == "a"
+        assert labels.get("provisioning.dpu.nvidia.com/host") == "worker-0"  # as DPF adds after the install
 
         # The DPU cluster's API goes away: the DPUCluster turns NotReady and says why.
         await dpu_cluster.stop()

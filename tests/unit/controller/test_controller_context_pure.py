@@ -11,6 +11,7 @@ from controller.kube.objects import ObjKey
 from controller.nodeeffect import ANNOTATION as NODE_EFFECT_ANNOTATION
 from controller.reconcilers.bfb_status import aggregate, bfb_status, file_name_of
 from controller.reconcilers.cluster_alloc import NoClusterAvailable, assigned_counts, choose_cluster
+from controller.reconcilers.cluster_nodes import node_labels_of
 from controller.reconcilers.dpu_context import dpu_context, num_vfs_of
 from controller.reconcilers.host_discovery import discovery_labels_patch, is_discovery_label
 from controller.reconcilers.node_effects import Action, decide
@@ -252,3 +253,15 @@ def test_discovery_labels_merge_and_remove_only_discovery_keys() -> None:
 )
 def test_is_discovery_label(key: str, ok: bool) -> None:
     assert is_discovery_label(key) is ok
+
+
+def test_dpu_node_labels_add_dpfs_host_and_bfb_version() -> None:
+    d = dpu(cluster={"name": "dc1", "nodeLabels": {"role": "worker"}})
+    d["status"] = {"bfbVersion": "2.9.1-40"}
+    assert node_labels_of(d) == {
+        "role": "worker",
+        "provisioning.dpu.nvidia.com/host": "h1",
+        "provisioning.dpu.nvidia.com/DOCA-BFB-version": "2.9.1-40",
+    }
+    d["status"] = {"bfbVersion": "not a label value!"}
+    assert "provisioning.dpu.nvidia.com/DOCA-BFB-version" not in node_labels_of(d)
