@@ -135,7 +135,7 @@ class BFBReconciler:
         if FINALIZER_BFB not in finalizers_of(bfb):
             await self._patch(key, finalizer_patch(bfb, [*finalizers_of(bfb), FINALIZER_BFB]))
         self.publisher.declare(ref, bfb_intents(bfb, self.hosts.all()))
-        wanted = bfb_status(bfb, self.hosts.present(), self.reports.for_object(ref))
+        wanted = bfb_status(bfb, self.hosts.all(), self.reports.for_object(ref))
         await self._write_status(key, bfb, wanted)
         return DONE
 

@@ -53,11 +53,11 @@ def _names(nodes: list[str], limit: int = 10) -> str:
 
 
 def aggregate(bfb: Obj, hosts: list[str], reports: dict[str, Report]) -> tuple[str, str, str]:
-    """(phase, Ready condition reason, message) from the reports of this BFB incarnation by `hosts` (the host
-    members expected to download it; hosts that reported without being expected count too)."""
+    """(phase, Ready condition reason, message) from the reports of this BFB incarnation by `hosts` (the hosts
+    expected to download it; reports of other nodes, such as hosts gone for good, do not count)."""
     uid = uid_of(bfb)
-    mine = {n: r for n, r in reports.items() if not r.uid or not uid or r.uid == uid}
-    expected = sorted(set(hosts) | set(mine))
+    expected = sorted(set(hosts))
+    mine = {n: r for n in expected if (r := reports.get(n)) is not None and (not r.uid or not uid or r.uid == uid)}
     failed = [mine[n] for n in expected if n in mine and mine[n].phase == "Error"]
     if failed:
         causes = [_failure(r) for r in failed]

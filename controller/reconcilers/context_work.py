@@ -166,6 +166,9 @@ class ContextWork:
                 self.d.enqueue_dpu(key_of(dpu))  # hostAnnotations
         if event in ("ADDED", "DELETED", "RESYNC") or old is None or labels_of(old) != labels_of(obj):
             self.host.queue.add(name)
+        if event == "DELETED":  # a host that is gone for good gets no more BFBs
+            for key in self.d.bfbs.list_keys():
+                self.bfb.queue.add(key)
 
     def on_dpu(self, event: EventType, obj: Obj, old: Obj | None) -> None:
         key = key_of(obj)

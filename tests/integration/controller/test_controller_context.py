@@ -255,6 +255,11 @@ async def test_bfb_goes_to_every_host_and_its_status_aggregates_their_reports(
         await register(store, "h3")
         await wait_until(lambda: read_intent(store, "h3", "BFB", NS, "bf-bundle"), what="intent for h3")
         await wait_until(lambda: bfb_status(kube).get("phase") == "Downloading", what="Downloading for h3")
+
+        # h3's dpfd goes away and it has no Node: it is gone for good, so the BFB is no longer waiting for it.
+        await store.delete(store_keys.member_key("h3"))
+        await wait_until(lambda: bfb_status(kube).get("phase") == "Ready", what="Ready without h3")
+        assert await read_intent(store, "h3", "BFB", NS, "bf-bundle") is None
     finally:
         await replica.stop()
 

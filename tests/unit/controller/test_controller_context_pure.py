@@ -207,6 +207,8 @@ def test_bfb_reports_of_another_incarnation_do_not_count() -> None:
     stale = Report(node="h1", ref=ObjectRef(kind="BFB", namespace=NS, name="bf"), uid="old", observedGeneration=1,
                    phase="Ready")  # fmt: skip
     assert aggregate(bfb(), ["h1"], {"h1": stale})[0] == "Initializing"
+    gone = failed("h9", "Timeout", "slow")  # from a host no longer known
+    assert aggregate(bfb(), ["h1"], {"h1": bfb_report("h1", "Ready"), "h9": gone})[0] == "Ready"
 
 
 def test_bfb_status_keeps_transition_time_and_file_name() -> None:
