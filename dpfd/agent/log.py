@@ -52,14 +52,22 @@ class EventLog:
         self._emit(logging.ERROR, event, fields, exc_info=exc_info)
 
 
+# What every LogRecord carries; anything else on a record came from `extra=` and is logged as key=value.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
 class KeyValueFormatter(logging.Formatter):
-    """`ts=... level=... logger=... <message>`, with a traceback folded onto the same line."""
+    """`ts=... level=... logger=... <message>`, with `extra=` fields as key=value and a traceback folded onto
+    the same line."""
 
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
         msg = record.getMessage()
         if not msg.startswith("event="):
             msg = f"event=log msg={_fmt_value(msg)}"
+        extra = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS and not k.startswith("_")}
+        if extra:
+            msg += " " + " ".join(f"{k}={_fmt_value(v)}" for k, v in extra.items() if v is not None)
         line = f"ts={ts} level={record.levelname.lower()} logger={record.name} {msg}"
         if record.exc_info:
             line += " exc=" + _fmt_value(self.formatException(record.exc_info))

@@ -361,7 +361,10 @@ class DpuProvisioner:
             return None
         exc = task.exception()
         if exc is None:
-            p.attempts = 0
+            # Backoff grows until the phase that failed gets through, not whenever an earlier one does on the
+            # way back to it after a retry.
+            if not p.failed_phase or _at_or_after(p.phase, p.failed_phase):
+                p.attempts, p.failed_phase = 0, ""
             p.error = None
             # The phase's work is done: move past it.
             nxt = P.HAPPY_PATH.index(p.phase) + 1 if p.phase in P.HAPPY_PATH else 0
@@ -381,12 +384,14 @@ class DpuProvisioner:
 
     def _fail(self, ref: ObjectRef, p: Progress, reason: str, message: str) -> None:
         p.attempts += 1
+        p.failed_phase = p.phase
         now = self.deps.clock()
         p.error = StepError(phase=p.phase, reason=reason, message=message, at=now)
         delay = self.deps.retry.delay(p.attempts)
         p.next_retry_at = now + delay
         p.enter(P.ERROR)
-        log.warning("provisioning failed", extra={"dpu": ref.name, "phase": p.error.phase, "reason": reason})
+        log.warning("provisioning failed", extra={"dpu": ref.name, "phase": p.error.phase, "reason": reason,
+                                                  "error": message, "attempt": p.attempts, "retry_in": round(delay, 1)})  # fmt: skip
 
     def _error_wait(self, ref: ObjectRef, p: Progress) -> _Wait | None:
         """In Error: wait for the retry time; then resume at Node Effect (the effect was reverted at Error)."""
@@ -561,6 +566,11 @@ def _host_reboot_method(intent: Intent) -> str:
     if command == "skip":
         return "skip"
     return command if automatic else "manual"
+
+
+def _at_or_after(phase: str, other: str) -> bool:
+    order = P.HAPPY_PATH
+    return phase in order and other in order and order.index(phase) >= order.index(other)
 
 
 def _passed(p: Progress, phase: str) -> bool:

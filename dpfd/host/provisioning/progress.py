@@ -52,7 +52,8 @@ class Progress(BaseModel):
     host_rebooted: bool = False
     host_network_ready: bool = False
     cluster_ready: bool = False
-    attempts: int = 0  # failed attempts since the last success
+    attempts: int = 0  # failed attempts of `failed_phase` since it last got through
+    failed_phase: str = ""  # the phase whose failures `attempts` counts
     error: StepError | None = None
     next_retry_at: float = 0.0
     retry_nonce: str = ""  # the operator's last retry request that was honoured

@@ -230,6 +230,19 @@ async def test_a_failed_install_is_an_error_that_is_retried_until_it_succeeds(ho
     assert (host.dms.state.installs, host.dms.state.activations) == (2, 1)
 
 
+async def test_the_backoff_grows_while_the_same_phase_keeps_failing(host: Host) -> None:
+    # Each retry passes Node Effect and DMS Deployment again on its way to OS Installing; those successes must not
+    # reset the count, or the backoff would stay at its first step forever.
+    host.dms.faults = DmsFaults(install_error="TOO_LARGE")
+    driver = Driver(host.provisioner(), dpu_intent(host.bfb_url))
+    failed = await driver.run_until(lambda r: r.phase == P.ERROR and r.details["attempts"] == 3)
+    assert condition(failed, P.COND_OS_INSTALLED) == ("False", "DMSInstallError")
+    delays = [r.details["retryAt"] for r in driver.reports if r.phase == P.ERROR]
+    assert len(set(delays)) == 3  # three failures, three retry times
+    host.dms.faults = DmsFaults()
+    await driver.run_until(phase_is(P.READY))
+
+
 async def test_a_dpu_without_a_configured_dms_waits_in_dms_deployment_saying_why(host: Host) -> None:
     host.deps.dms = StaticDmsProvider(lambda dpu: None)  # dpfd's config names no DMS for this PCI address
     driver = Driver(host.provisioner(), dpu_intent(host.bfb_url))
