@@ -2,8 +2,9 @@
 
   python -m dpfd.sim.agents --etcd URL[,URL] --state-dir DIR --nodes-file FILE
 
-Each node gets the same agent and reconcilers a real host dpfd runs, with its own state dir under DIR. Prints
-`ready N` once every agent has listed its intents, then runs until SIGTERM/SIGINT.
+Each node gets the agent a real host dpfd runs, with the light DPU ownership reconciler in place of the provisioner
+(these hosts have no BlueFields: the agent and the etcd path are what is measured), and its own state dir under DIR.
+Prints `ready N` once every agent has listed its intents, then runs until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 
 from dpfd.agent import AgentOptions, NodeAgent
 from dpfd.config import DpfdConfig, EtcdConfig
-from dpfd.daemon import reconcilers_for, version
+from dpfd.daemon import version
 from dpfd.gc_tuning import tune_gc
+from dpfd.host.dpu_intent import ownership_reconcilers
 from dpfd.store import Store
 
 
@@ -40,7 +42,7 @@ async def run_agents(endpoints: list[str], nodes: list[str], state_dir: Path, se
             runtime_dir=state_dir / node / "run",
             session_ttl=session_ttl,
         )
-        agents.append(NodeAgent(config, store, reconcilers_for(config), options))
+        agents.append(NodeAgent(config, store, ownership_reconcilers(config.node, config.state_dir), options))
     await asyncio.gather(*(a.start() for a in agents))
     await asyncio.gather(*(a.ready.wait() for a in agents))
     print(f"ready {len(agents)}", flush=True)

@@ -1,6 +1,7 @@
 """dpf-sim: the whole of dpf on one machine, with emulated BlueFields and an emulated Kubernetes API.
 
 dpf-sim up --manifests DIR --state-dir DIR    start everything, apply the manifests, show progress; Ctrl-C stops
+           [--bfb-port PORT] [--flash-seconds S]
 dpf-sim down --state-dir DIR                  stop what `up` started in that state dir
 dpf-sim bluefield --listen HOST:PORT          one emulated BlueField (DMS and DPU OS) on its own
 dpf-sim status --state-dir DIR [-o json]      each emulated DPU under DIR: installs, activations, reboots, dpfd
@@ -23,6 +24,20 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--manifests", type=Path, required=True, help="folder of YAML manifests (CRs and Nodes)")
     up.add_argument("--state-dir", type=Path, required=True, help="where logs, kubeconfigs and state go")
     up.add_argument("--quiet", action="store_true", help="do not print progress")
+    up.add_argument(
+        "--bfb-port",
+        type=int,
+        default=18080,
+        help="port of the synthetic BFB server: BFB URLs http://127.0.0.1:PORT/<name>.bfb (default 18080)",
+    )
+    up.add_argument(
+        "--flash-seconds",
+        type=float,
+        default=10.0,
+        help="how long an emulated BlueField takes to install a BFB and reboot (default 10)",
+    )
+    up.add_argument("--no-dpu-os", action="store_true",
+                    help="flashed DPUs do not boot a dpfd (nothing joins the DPU clusters)")  # fmt: skip
     down = sub.add_parser("down", help="stop what `up` started")
     down.add_argument("--state-dir", type=Path, required=True)
     from dpfd.sim.bluefield import standalone
@@ -43,9 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         stopped = stop_recorded(args.state_dir.resolve())
         print(f"stopped {len(stopped)} processes" if stopped else "nothing was running")
         return 0
-    from dpfd.sim.fleet import Fleet, SimError
+    from dpfd.sim.fleet import Fleet, FleetOptions, SimError
 
-    fleet = Fleet(args.manifests.resolve(), args.state_dir.resolve(), quiet=args.quiet)
+    if not 1 <= args.bfb_port <= 65535:
+        parser.error(f"--bfb-port {args.bfb_port}: not a TCP port")
+    if args.flash_seconds < 0:
+        parser.error(f"--flash-seconds {args.flash_seconds:g}: must not be negative")
+    options = FleetOptions(bfb_port=args.bfb_port, flash_seconds=args.flash_seconds, dpu_os=not args.no_dpu_os)
+    fleet = Fleet(args.manifests.resolve(), args.state_dir.resolve(), quiet=args.quiet, options=options)
     try:
         import uvloop
 

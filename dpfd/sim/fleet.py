@@ -1,4 +1,5 @@
-"""The simulated fleet behind `dpf-sim up`: etcd, the emulated Kubernetes APIs, the controller, one dpfd per host."""
+"""The simulated fleet behind `dpf-sim up`: etcd, the emulated Kubernetes APIs (the host cluster's, and one per
+DPUCluster over TLS), the synthetic BFB server, the rack of emulated BlueFields, the controller, one dpfd per host."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import json
 import os
 import shutil
 import signal
+import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +24,31 @@ from dpfd.sim.etcd import EtcdCluster, EtcdError
 from dpfd.sim.ports import free_port
 from dpfd.sim.processes import ProcessGroup, python_module
 from dpfd.sim.progress import ProgressPrinter
+from dpfd.sim.rack import HostPlan, RackPlan, address_of_dpu
+from dpfd.sim.rack_plan import FlashTiming, rack_plan
 
-DPU_ENABLED_LABEL = "feature.node.kubernetes.io/dpu-enabled"
 OPERATOR_NAMESPACE = "dpf-operator-system"
+DEFAULT_BFB_PORT = 18080
 
 
 class SimError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class FleetOptions:
+    bfb_port: int = DEFAULT_BFB_PORT  # the synthetic BFB server answers http://127.0.0.1:PORT/<name>.bfb
+    flash_seconds: float = 10.0  # how long an emulated BlueField takes to install an image and reboot
+    bfb_size: int = 8 << 20
+    dpu_os: bool = True  # a flashed DPU boots a real dpfd (role dpu) that joins its DPU cluster
+
+
 class Fleet:
-    def __init__(self, manifests: Path, state_dir: Path, *, quiet: bool = False) -> None:
+    def __init__(self, manifests: Path, state_dir: Path, *, quiet: bool = False, options: FleetOptions | None = None):
         self.manifests = manifests
         self.state_dir = state_dir
         self.quiet = quiet
+        self.options = options or FleetOptions()
         self.processes = ProcessGroup(state_dir)
         self.etcd: EtcdCluster | None = None
         self.info: dict[str, Any] = {"stateDir": str(state_dir), "hosts": {}, "dpuClusters": {}}
@@ -85,6 +99,8 @@ class Fleet:
         self.info["etcdEndpoints"] = endpoints
         self.say(f"etcd ready at {endpoints[0]}")
 
+        await self.start_bfb_server()
+
         host_kubeconfig = self.state_dir / "host.kubeconfig"
         host_url = await self.start_kubeapi("kubeapi-host", host_kubeconfig)
         self.info["kubeconfig"] = str(host_kubeconfig)
@@ -104,16 +120,21 @@ class Fleet:
                 if obj.get("kind") == "DPUCluster":
                     await self.start_dpu_cluster(applier, obj)
 
+        nodes = [o for o in objects if o.get("kind") == "Node"]
+        plan = rack_plan(
+            nodes, self.state_dir, FlashTiming(self.options.flash_seconds, self.options.bfb_size),
+            dpu_os=self.options.dpu_os,
+        )  # fmt: skip
+        await self.start_rack(plan)
+
         self.processes.spawn(
             "controller",
             python_module("controller.main", "run", "--kubeconfig", str(host_kubeconfig),
                           "--etcd-endpoints", ",".join(endpoints), "--id", "sim-controller"),
         )  # fmt: skip
         self.say("dpf-controller started")
-        for node in [o for o in objects if o.get("kind") == "Node"]:
-            labels = node.get("metadata", {}).get("labels", {})
-            if labels.get(DPU_ENABLED_LABEL) == "true":
-                self.start_host(node["metadata"]["name"], endpoints)
+        for host in plan.hosts:
+            self.start_host(host, endpoints)
         self._save_info()
 
     def _check_not_running(self) -> None:
@@ -129,9 +150,9 @@ class Fleet:
 
     def _clear_previous_run(self) -> None:
         """Each `up` starts a fresh fleet: remove what an earlier run left (only the paths `up` creates)."""
-        for name in ("etcd", "hosts", "dpuclusters", "logs"):
+        for name in ("etcd", "hosts", "dpuclusters", "logs", "tls"):
             shutil.rmtree(self.state_dir / name, ignore_errors=True)
-        for name in ("host.kubeconfig", "sim.json"):
+        for name in ("host.kubeconfig", "sim.json", "rack.json"):
             (self.state_dir / name).unlink(missing_ok=True)
 
     def _validate(self, objects: list[dict[str, Any]]) -> None:
@@ -141,14 +162,16 @@ class Fleet:
         if problems:
             raise SimError("the manifests are not valid:\n  " + "\n  ".join(problems))
 
-    async def start_kubeapi(self, name: str, kubeconfig: Path) -> str:
+    async def start_kubeapi(self, name: str, kubeconfig: Path, *, tls_dir: Path | None = None) -> str:
         port = free_port()
-        proc = self.processes.spawn(
-            name, python_module("dpfd.sim.kubeapi", "--port", str(port), "--kubeconfig", str(kubeconfig))
-        )
-        url = f"http://127.0.0.1:{port}"
+        argv = python_module("dpfd.sim.kubeapi", "--port", str(port), "--kubeconfig", str(kubeconfig))
+        if tls_dir is not None:
+            argv += ["--tls-dir", str(tls_dir)]
+        proc = self.processes.spawn(name, argv)
+        url = f"{'https' if tls_dir else 'http'}://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
-        async with aiohttp.ClientSession() as http:
+        # /version answers without a token; whether the certificate is right is kubectl's and kubeadm's check.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
             while True:
                 if proc.poll() is not None:
                     raise SimError(f"{name} exited with {proc.returncode}; see {self.state_dir}/logs/{name}.log")
@@ -189,7 +212,8 @@ class Fleet:
         ns, name = meta.get("namespace", "default"), meta["name"]
         kubeconfig = self.state_dir / "dpuclusters" / f"{ns}-{name}.kubeconfig"
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        url = await self.start_kubeapi(f"kubeapi-dpucluster-{ns}-{name}", kubeconfig)
+        tls_dir = self.state_dir / "tls" / f"dpucluster-{ns}-{name}"
+        url = await self.start_kubeapi(f"kubeapi-dpucluster-{ns}-{name}", kubeconfig, tls_dir=tls_dir)
         secret_name = cluster.get("spec", {}).get("kubeconfig") or f"{name}-admin-kubeconfig"
         secret = {
             "apiVersion": "v1",
@@ -202,20 +226,81 @@ class Fleet:
         self.info["dpuClusters"][f"{ns}/{name}"] = {"url": url, "kubeconfig": str(kubeconfig), "secret": secret_name}
         self.say(f"DPUCluster {ns}/{name}: emulated API at {url}, kubeconfig in Secret {ns}/{secret_name}")
 
-    def start_host(self, node: str, endpoints: list[str]) -> None:
+    async def start_bfb_server(self) -> None:
+        """Synthetic BFB images for any http://127.0.0.1:PORT/<name>.bfb (the manifests' BFB URLs)."""
+        port = self.options.bfb_port
+        if not _port_free(port):
+            raise SimError(f"--bfb-port {port}: the port is in use; choose another (and use it in the BFB URLs)")
+        argv = python_module(
+            "dpfd.sim.bfb_server", "--listen", f"127.0.0.1:{port}", "--size", str(self.options.bfb_size)
+        )
+        proc = self.processes.spawn("bfb-server", argv)
+        await self._wait_port("bfb-server", proc, port)
+        self.info["bfbServer"] = f"http://127.0.0.1:{port}"
+        self.say(f"synthetic BFB server at http://127.0.0.1:{port}/<name>.bfb")
+
+    async def start_rack(self, plan: RackPlan) -> None:
+        """The emulated hardware: a network namespace, sysfs tree and BlueFields (each with its DMS) per host."""
+        path = self.state_dir / "rack.json"
+        path.write_text(plan.model_dump_json(indent=1))
+        proc = self.processes.spawn("rack", python_module("dpfd.sim.rack", "--plan", str(path)))
+        log = self.state_dir / "logs" / "rack.log"
+        deadline = time.monotonic() + 60
+        while not any(line.startswith("ready ") for line in _lines(log)):
+            if proc.poll() is not None:
+                raise SimError(f"the emulated hardware exited with {proc.returncode}; see {log}")
+            if time.monotonic() > deadline:
+                raise SimError(f"the emulated hardware was not ready within 60 s; see {log}")
+            await asyncio.sleep(0.05)
+        dpus = sum(len(h.dpus) for h in plan.hosts)
+        self.say(f"emulated hardware: {len(plan.hosts)} hosts, {dpus} BlueFields "
+                 f"(a flash takes {self.options.flash_seconds:g} s)")  # fmt: skip
+
+    async def _wait_port(self, name: str, proc: Any, port: int) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise SimError(f"{name} exited with {proc.returncode}; see {self.state_dir}/logs/{name}.log")
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                return
+            if time.monotonic() > deadline:
+                raise SimError(f"{name} did not listen on port {port} within 30 s")
+            await asyncio.sleep(0.05)
+
+    def start_host(self, host: HostPlan, endpoints: list[str]) -> None:
+        node = host.node
         home = self.state_dir / "hosts" / node
+        flash = self.options.flash_seconds
         config = {
             "node": node,
             "role": "host",
             "etcd": {"endpoints": endpoints},
             "stateDir": str(home / "state"),
             "runtimeDir": str(home / "run"),
+            "sysfsRoot": str(host.sysfs_root),
+            "provisioning": {
+                "netns": host.netns,
+                "dms": {
+                    "targets": {d.pci.replace(":", "-"): address_of_dpu(d) for d in host.dpus},
+                    "insecure": True,
+                    "rebootPoll": 0.5,
+                    "readyTimeout": 60.0,
+                },
+                "hostPower": {"emulated": {"stateFile": str(home / "power.json"), "rebootSeconds": flash / 10}},
+                # A simulation moves faster than a data centre: look again and retry sooner.
+                "recheckInterval": 1.0,
+                "retryBase": 1.0,
+                "retryCap": 30.0,
+                "discoveryInterval": 5.0,
+            },
         }
         home.mkdir(parents=True, exist_ok=True)
         (home / "dpfd.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         self.processes.spawn(f"dpfd-{node}", python_module("dpfd.daemon", "--config", str(home / "dpfd.yaml")))
-        self.info["hosts"][node] = {"config": str(home / "dpfd.yaml")}
-        self.say(f"host {node}: dpfd started (role host)")
+        self.info["hosts"][node] = {"config": str(home / "dpfd.yaml"), "dpus": [d.name for d in host.dpus]}
+        self.say(f"host {node}: dpfd started (role host, {len(host.dpus)} BlueField(s))")
 
     def _save_info(self) -> None:
         path = self.state_dir / "sim.json"
@@ -236,3 +321,19 @@ class Fleet:
         finally:
             progress.cancel()
             await asyncio.gather(progress, return_exceptions=True)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []

@@ -31,9 +31,7 @@ class ProgressPrinter:
         first = key not in self.phases
         self.phases[key] = phase
         node = obj.get("spec", {}).get("nodeName", "?")
-        ready = [c for c in obj.get("status", {}).get("conditions", []) if c.get("status") == "True"]
-        why = f" [{ready[-1]['type']}: {ready[-1].get('message') or ready[-1].get('reason')}]" if ready else ""
-        self.say(f"DPU {key} on {node}: {'created, ' if first else ''}phase {phase}{why}")
+        self.say(f"DPU {key} on {node}: {'created, ' if first else ''}phase {phase}{_why(obj)}")
 
     async def run(self) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as http:
@@ -58,3 +56,14 @@ class ProgressPrinter:
                             self._show(str(event.get("type")), event.get("object", {}))
                 except (aiohttp.ClientError, ValueError, KeyError):
                     await asyncio.sleep(1)
+
+
+def _why(obj: dict[str, Any]) -> str:
+    """What the DPU waits on or why it failed (a False condition), else the last step it finished."""
+    conditions = obj.get("status", {}).get("conditions", [])
+    waiting = [c for c in conditions if c.get("status") == "False"]
+    if waiting:
+        c = waiting[-1]
+        return f" [{c['type']}: {c.get('reason', '')}: {c.get('message', '')}]"
+    done = [c for c in conditions if c.get("status") == "True"]
+    return f" [{done[-1]['type']}]" if done else ""

@@ -14,15 +14,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pyroute2 import IPRoute, netns
 
+from dpfd.host.netns import NETNS_DIR, iproute
 from dpfd.sim.bluefield.dms_server import EmulatedDms
+from dpfd.sim.bluefield.dpu_os import DpuOsOptions
 from dpfd.sim.sysfs import EmulatedSysfs, VethVfNetdevs
 
 
@@ -35,7 +38,7 @@ class DpuPlan(_Plan):
     pci: str = Field(description="domain:bus:device, e.g. 0000:03:00")
     model: Literal["BF2", "BF3"] = "BF3"
     pf_names: tuple[str, ...] = ("p0", "p1")
-    total_vfs: int = 16
+    total_vfs: int = 127  # what a BlueField-3 PF offers
     dms_port: int
     state_dir: Path
 
@@ -53,6 +56,7 @@ class RackPlan(_Plan):
     hosts: list[HostPlan]
     install_bytes_per_s: float = Field(default=0.0, ge=0.0, description="DMS install pace; 0 = unthrottled.")
     reboot_seconds: float = Field(default=1.0, ge=0.0)
+    dpu_os: bool = Field(default=False, description="Boot a DPU OS (a real dpfd, role dpu) after each flash.")
 
 
 def address_of_dpu(dpu: DpuPlan) -> str:
@@ -63,9 +67,9 @@ def make_host_netns(name: str, bridge_address: str, gateway: str) -> None:
     """A fresh namespace `name` holding lo and the OOB bridge br-dpu with `bridge_address` and the default route
     through `gateway`, as an admin prepares a DPF host (replaces a stale namespace of that name)."""
     remove_netns(name)
-    netns.create(name)
+    _ip("netns", "add", name)
     address, _, prefix = bridge_address.partition("/")
-    with IPRoute(netns=name, flags=0) as ipr:
+    with iproute(name) as ipr:  # setns, not pyroute2's fork: a forked child relays signals to us
         ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
         ipr.link("add", ifname="br-dpu", kind="bridge")
         index = ipr.link_lookup(ifname="br-dpu")[0]
@@ -75,8 +79,15 @@ def make_host_netns(name: str, bridge_address: str, gateway: str) -> None:
 
 
 def remove_netns(name: str) -> None:
-    if name in netns.listnetns():
-        netns.remove(name)
+    if os.path.exists(os.path.join(NETNS_DIR, name)):
+        _ip("netns", "del", name)
+
+
+def _ip(*args: str) -> None:
+    # iproute2, not pyroute2.netns: that forks a Python child, which under gRPC can crash or relay signals to us.
+    out = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise OSError(f"ip {' '.join(args)}: {out.stderr.strip() or f'exit {out.returncode}'}")
 
 
 class Rack:
@@ -111,6 +122,7 @@ class Rack:
                 install_bytes_per_s=self.plan.install_bytes_per_s,
                 reboot_seconds=self.plan.reboot_seconds,
                 name=dpu.name,
+                dpu_os=DpuOsOptions() if self.plan.dpu_os else None,
             )
             await dms.start()
             self.dms[dpu.name] = dms

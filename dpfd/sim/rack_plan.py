@@ -88,10 +88,15 @@ def host_plan(node: dict[str, Any], index: int, state_dir: Path) -> HostPlan:
     )
 
 
-def rack_plan(nodes: list[dict[str, Any]], state_dir: Path, timing: FlashTiming) -> RackPlan:
+def rack_plan(nodes: list[dict[str, Any]], state_dir: Path, timing: FlashTiming, *, dpu_os: bool = True) -> RackPlan:
     hosts = [
         host_plan(node, i, state_dir)
         for i, node in enumerate(nodes)
         if ((node.get("metadata") or {}).get("labels") or {}).get(DPU_ENABLED_LABEL) == "true"
     ]
-    return RackPlan(hosts=hosts, install_bytes_per_s=timing.install_bytes_per_s, reboot_seconds=timing.reboot_seconds)
+    return RackPlan(
+        hosts=hosts,
+        install_bytes_per_s=timing.install_bytes_per_s,
+        reboot_seconds=timing.reboot_seconds,
+        dpu_os=dpu_os,
+    )

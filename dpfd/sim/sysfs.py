@@ -37,6 +37,7 @@ from pyroute2 import IPRoute
 
 from dpfd.host.discovery import BLUEFIELD_MODELS, MELLANOX_VENDOR
 from dpfd.host.hostnet import SRIOV_ERROR_FILE
+from dpfd.host.netns import iproute
 
 BLUEFIELD_VF_DEVICE = 0x101E  # ConnectX family mlx5Gen Virtual Function
 DEVICE_ID_OF_MODEL = {model: device for device, model in BLUEFIELD_MODELS.items()}
@@ -83,7 +84,7 @@ class VethVfNetdevs:
         self.peer_name = peer_name
 
     def _iproute(self) -> IPRoute:
-        return IPRoute(netns=self.netns, flags=0) if self.netns else IPRoute()
+        return iproute(self.netns)  # setns, not pyroute2's fork (see dpfd.host.netns)
 
     def create(self, vf: EmulatedVf) -> None:
         if vf.index not in self.indices:
