@@ -24,8 +24,8 @@ from dpfd.sim.etcd import EtcdCluster, EtcdError
 from dpfd.sim.ports import free_port
 from dpfd.sim.processes import ProcessGroup, python_module
 from dpfd.sim.progress import ProgressPrinter
-from dpfd.sim.rack import HostPlan, RackPlan, address_of_dpu
-from dpfd.sim.rack_plan import FlashTiming, rack_plan
+from dpfd.sim.rack import HostPlan, RackPlan
+from dpfd.sim.rack_plan import FlashTiming, host_dpfd_config, rack_plan
 
 OPERATOR_NAMESPACE = "dpf-operator-system"
 DEFAULT_BFB_PORT = 18080
@@ -123,7 +123,7 @@ class Fleet:
         nodes = [o for o in objects if o.get("kind") == "Node"]
         plan = rack_plan(
             nodes, self.state_dir, FlashTiming(self.options.flash_seconds, self.options.bfb_size),
-            dpu_os=self.options.dpu_os,
+            dpu_os="dpfd" if self.options.dpu_os else "off",
         )  # fmt: skip
         await self.start_rack(plan)
 
@@ -272,30 +272,7 @@ class Fleet:
     def start_host(self, host: HostPlan, endpoints: list[str]) -> None:
         node = host.node
         home = self.state_dir / "hosts" / node
-        flash = self.options.flash_seconds
-        config = {
-            "node": node,
-            "role": "host",
-            "etcd": {"endpoints": endpoints},
-            "stateDir": str(home / "state"),
-            "runtimeDir": str(home / "run"),
-            "sysfsRoot": str(host.sysfs_root),
-            "provisioning": {
-                "netns": host.netns,
-                "dms": {
-                    "targets": {d.pci.replace(":", "-"): address_of_dpu(d) for d in host.dpus},
-                    "insecure": True,
-                    "rebootPoll": 0.5,
-                    "readyTimeout": 60.0,
-                },
-                "hostPower": {"emulated": {"stateFile": str(home / "power.json"), "rebootSeconds": flash / 10}},
-                # A simulation moves faster than a data centre: look again and retry sooner.
-                "recheckInterval": 1.0,
-                "retryBase": 1.0,
-                "retryCap": 30.0,
-                "discoveryInterval": 5.0,
-            },
-        }
+        config = host_dpfd_config(host, endpoints, home, self.options.flash_seconds)
         home.mkdir(parents=True, exist_ok=True)
         (home / "dpfd.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         self.processes.spawn(f"dpfd-{node}", python_module("dpfd.daemon", "--config", str(home / "dpfd.yaml")))

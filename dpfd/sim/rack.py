@@ -56,7 +56,11 @@ class RackPlan(_Plan):
     hosts: list[HostPlan]
     install_bytes_per_s: float = Field(default=0.0, ge=0.0, description="DMS install pace; 0 = unthrottled.")
     reboot_seconds: float = Field(default=1.0, ge=0.0)
-    dpu_os: bool = Field(default=False, description="Boot a DPU OS (a real dpfd, role dpu) after each flash.")
+    dpu_os: Literal["off", "dpfd", "join"] = Field(
+        default="off",
+        description="What a flashed DPU boots: nothing; a real dpfd (role dpu); or only that dpfd's cluster join "
+        "(for many DPUs on one machine).",
+    )
 
 
 def address_of_dpu(dpu: DpuPlan) -> str:
@@ -122,7 +126,7 @@ class Rack:
                 install_bytes_per_s=self.plan.install_bytes_per_s,
                 reboot_seconds=self.plan.reboot_seconds,
                 name=dpu.name,
-                dpu_os=DpuOsOptions() if self.plan.dpu_os else None,
+                dpu_os=None if self.plan.dpu_os == "off" else DpuOsOptions(join_only=self.plan.dpu_os == "join"),
             )
             await dms.start()
             self.dms[dpu.name] = dms

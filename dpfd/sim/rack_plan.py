@@ -7,10 +7,10 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dpfd.sim.ports import free_port
-from dpfd.sim.rack import DpuPlan, HostPlan, RackPlan
+from dpfd.sim.rack import DpuPlan, HostPlan, RackPlan, address_of_dpu
 
 DPU_ENABLED_LABEL = "feature.node.kubernetes.io/dpu-enabled"
 _PCI_LABEL = re.compile(r"^feature\.node\.kubernetes\.io/dpu-(\d+)-pci-address$")
@@ -88,7 +88,13 @@ def host_plan(node: dict[str, Any], index: int, state_dir: Path) -> HostPlan:
     )
 
 
-def rack_plan(nodes: list[dict[str, Any]], state_dir: Path, timing: FlashTiming, *, dpu_os: bool = True) -> RackPlan:
+def rack_plan(
+    nodes: list[dict[str, Any]],
+    state_dir: Path,
+    timing: FlashTiming,
+    *,
+    dpu_os: Literal["off", "dpfd", "join"] = "dpfd",
+) -> RackPlan:
     hosts = [
         host_plan(node, i, state_dir)
         for i, node in enumerate(nodes)
@@ -100,3 +106,30 @@ def rack_plan(nodes: list[dict[str, Any]], state_dir: Path, timing: FlashTiming,
         reboot_seconds=timing.reboot_seconds,
         dpu_os=dpu_os,
     )
+
+
+def host_dpfd_config(host: HostPlan, etcd_endpoints: list[str], home: Path, flash_seconds: float) -> dict[str, Any]:
+    """The dpfd config (YAML data) of a simulated host: its sysfs tree, namespace and DMS endpoints from the rack."""
+    return {
+        "node": host.node,
+        "role": "host",
+        "etcd": {"endpoints": etcd_endpoints},
+        "stateDir": str(home / "state"),
+        "runtimeDir": str(home / "run"),
+        "sysfsRoot": str(host.sysfs_root),
+        "provisioning": {
+            "netns": host.netns,
+            "dms": {
+                "targets": {d.pci.replace(":", "-"): address_of_dpu(d) for d in host.dpus},
+                "insecure": True,
+                "rebootPoll": 0.5,
+                "readyTimeout": 60.0,
+            },
+            "hostPower": {"emulated": {"stateFile": str(home / "power.json"), "rebootSeconds": flash_seconds / 10}},
+            # A simulation moves faster than a data centre: look again and retry sooner.
+            "recheckInterval": 1.0,
+            "retryBase": 1.0,
+            "retryCap": 30.0,
+            "discoveryInterval": 5.0,
+        },
+    }

@@ -29,6 +29,7 @@ import yaml
 
 from dpfd.agent.statefile import write_atomic
 from dpfd.config import ConfigError, parse_config
+from dpfd.dpu.joiner import DpuRole
 
 log = logging.getLogger("dpfd.sim.bluefield.dpu_os")
 
@@ -72,12 +73,15 @@ class DpuOsOptions:
     python: interpreter for `-m dpfd.daemon`.
     env: extra environment for dpfd (e.g. a faster log level is in the config, not here).
     stop_timeout: seconds between SIGTERM and SIGKILL when the DPU shuts down.
+    join_only: run only the DPU dpfd's cluster join (dpfd.dpu's Joiner, in this process) instead of a dpfd
+      process: for benchmarks with many DPUs, where a Python process per DPU would measure the machine's CPU.
     """
 
     kubeadm: Sequence[str] = field(default_factory=default_kubeadm)
     python: str = sys.executable
     env: Mapping[str, str] = field(default_factory=dict)
     stop_timeout: float = 10.0
+    join_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class DpuOs:
         self.record_path = state_dir / RECORD_FILE
         self.log_path = state_dir / LOG_FILE
         self._proc: asyncio.subprocess.Process | None = None
+        self._role: DpuRole | None = None  # join_only: the join, run here
         self._record: dict[str, Any] = _read_record(self.record_path)
         self.boots = int(self._record.get("boots", 0))
         self.error: str | None = None
@@ -145,7 +150,10 @@ class DpuOs:
         try:
             if self._record.get("installedActivation") != image.activation or not self.root.is_dir():
                 await self._install(image)
-            await self._start_dpfd()
+            if self.options.join_only:
+                self._start_join()
+            else:
+                await self._start_dpfd()
         except DpuOsError as e:
             self.error = str(e)
             log.warning("DPU %s: boot without dpfd: %s", self.name, e)
@@ -198,6 +206,16 @@ class DpuOs:
         self._save(dpfdPid=self._proc.pid, dpfdArgv=argv, startedAt=time.time())
         log.info("DPU %s: dpfd started (pid %d)", self.name, self._proc.pid)
 
+    def _start_join(self) -> None:
+        path = self.root / DPFD_CONFIG
+        if not path.is_file():
+            raise DpuOsError(f"{path} does not exist: bf.cfg wrote no dpfd configuration")
+        config = parse_config(self._dpu_config(path).decode(), str(path))
+        if config.join is None:
+            return
+        self._write_kubeadm_shim()
+        self._role = DpuRole(config.join, config.node, config.state_dir).start()
+
     def _dpu_config(self, path: Path) -> bytes:
         """The config bf.cfg wrote, with its paths moved into the root and kubeadm pointed at the shim."""
         text = path.read_text()
@@ -222,6 +240,9 @@ class DpuOs:
 
     async def shutdown(self) -> None:
         """Stop the DPU's dpfd (SIGTERM, then SIGKILL after stop_timeout); also one left by a killed emulator."""
+        role, self._role = self._role, None
+        if role is not None:
+            await role.stop()
         proc, self._proc = self._proc, None
         if proc is not None:
             if proc.returncode is None:

@@ -9,6 +9,7 @@ import yaml
 
 from dpfd.host.bfcfg import KubeadmJoin
 from dpfd.host.dms import DmsClient
+from dpfd.sim.bluefield.dpu_os import DpuOsOptions
 from dpfd.sim.bluefield.status import collect
 from dpfd.store import Store
 from tests.integration.dpu.conftest import (
@@ -161,3 +162,23 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_join_only_runs_the_dpu_dpfds_join_without_a_dpfd_process(
+    start_bluefield: StartBlueField,
+    store: Store,
+    etcd_endpoints: list[str],
+    bfb: Path,
+    recording_kubeadm: tuple[list[str], Path],
+) -> None:
+    kubeadm, calls = recording_kubeadm
+    dms = await start_bluefield(DPU, dpu_os=DpuOsOptions(kubeadm=kubeadm, join_only=True))
+    await flash_dpu(dms, bfb, render_cfg(DPU, etcd_endpoints, KubeadmJoin.from_join_command(FAKE_JOIN)))
+
+    [call] = await eventually(lambda: kubeadm_calls(calls), within=BOOT, what="kubeadm join")
+    assert yaml.safe_load(call["config"])["nodeRegistration"]["name"] == DPU
+    assert dms.dpu_os is not None
+    await eventually(lambda: (dms.dpu_os.root / "var/lib/dpfd/kubeadm/joined.json").exists(),  # type: ignore[union-attr]
+                     within=BOOT, what="join marker")  # fmt: skip
+    assert dms.dpu_os.dpfd_pid is None  # no dpfd process: nothing registers in etcd
+    assert await member(store, DPU) is None
