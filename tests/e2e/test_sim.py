@@ -1,131 +1,174 @@
-"""dpf-sim end to end: `up` on the example manifests, the real kubectl sees the DPUs DPF would create, `down`."""
+"""dpf-sim end to end: `up` on the example manifests provisions every DPU (flash, DPU OS, join) until the real
+kubectl shows it Ready; the emulated hardware, the DPU cluster and the host Nodes agree; `down` stops it all."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "docs" / "examples"
+from dpfd.sim.ports import free_port
+from tests.e2e.simfleet import (
+    DPU_ENABLED,
+    OOB_BRIDGE,
+    PCI_ADDRESS,
+    PF0_NAME,
+    ROOT,
+    Sim,
+    alive,
+    example_docs,
+    is_ready,
+    kubectl,
+    kubectl_json,
+    netns_names,
+    wait_for,
+    with_bfb_port,
+    write_manifests,
+)
+
+FLASH_SECONDS = 2.0
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
-def _kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args],
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
-
-
-def _expected_dpus() -> set[str]:
-    names = set()
-    for f in sorted(EXAMPLES.glob("*.yaml")):
-        for doc in yaml.safe_load_all(f.read_text()):
-            labels = (doc or {}).get("metadata", {}).get("labels", {}) or {}
-            if doc and doc.get("kind") == "Node" and labels.get("feature.node.kubernetes.io/dpu-enabled") == "true":
-                pci = labels["feature.node.kubernetes.io/dpu-0-pci-address"]
-                names.add(f"{doc['metadata']['name'].lower()}-{pci}")
+def _expected_dpus(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """DPU name -> host Node, for DPU 0 of every dpu-enabled Node (as the examples' DPUSet selects them)."""
+    names = {}
+    for doc in docs:
+        labels = doc.get("metadata", {}).get("labels") or {}
+        if doc.get("kind") == "Node" and labels.get(DPU_ENABLED) == "true":
+            names[f"{doc['metadata']['name'].lower()}-{labels[PCI_ADDRESS]}"] = doc["metadata"]["name"]
     return names
 
 
+def _without_discovered_labels(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Nodes lose the labels only DPF's discovery can know (PF0's netdev, the OOB bridge being ready): the
+    host dpfds must put them back. The PCI address stays, since it tells dpf-sim which BlueFields to emulate."""
+    for doc in docs:
+        if doc.get("kind") == "Node":
+            for key in (PF0_NAME, OOB_BRIDGE):
+                doc["metadata"]["labels"].pop(key, None)
+    return docs
+
+
 @pytest.fixture
-def sim(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
-    state = tmp_path / "sim"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dpfd.sim.cli", "up", "--manifests", str(EXAMPLES), "--state-dir", str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-    )  # fmt: skip
+def examples_sim(tmp_path: Path) -> Iterator[tuple[Sim, list[dict[str, Any]]]]:
+    port = free_port()
+    docs = with_bfb_port(example_docs(), port)
+    manifests = write_manifests(tmp_path / "manifests", _without_discovered_labels(docs))
+    sim = Sim(tmp_path / "sim", manifests, port, FLASH_SECONDS)
+    sim.start()
     try:
-        yield state, proc
+        yield sim, docs
     finally:
-        if proc.poll() is None:
-            subprocess.run([sys.executable, "-m", "dpfd.sim.cli", "down", "--state-dir", str(state)],
-                           timeout=60, check=False)  # fmt: skip
-            proc.wait(30)
+        sim.cleanup()
 
 
-def test_up_shows_dpus_picked_up_by_their_host_dpfd_then_down_stops_everything(
-    sim: tuple[Path, subprocess.Popen[str]],
+def test_up_provisions_every_dpu_until_ready_and_joined_then_down_stops_everything(
+    examples_sim: tuple[Sim, list[dict[str, Any]]],
 ) -> None:
-    state, proc = sim
-    kubeconfig = state / "host.kubeconfig"
-    expected = _expected_dpus()
-    assert expected, "docs/examples should hold DPU-labelled Nodes"
+    sim, docs = examples_sim
+    expected = _expected_dpus(docs)
+    assert len(expected) == 3, "docs/examples should hold three DPU-labelled Nodes"
+    (dpuset,) = [d for d in docs if d["kind"] == "DPUSet"]
+    node_labels = dpuset["spec"]["dpuTemplate"]["spec"]["cluster"]["nodeLabels"]
+    (bfb,) = [d for d in docs if d["kind"] == "BFB"]
+    bfb_file = f"{bfb['metadata']['namespace']}-{bfb['metadata']['name']}.bfb"
+    info = sim.wait_up()
 
-    def dpus_initializing() -> dict[str, Any] | None:
-        if proc.poll() is not None:
-            raise AssertionError(f"dpf-sim up exited {proc.returncode}:\n{proc.stdout.read() if proc.stdout else ''}")
-        if not kubeconfig.exists():
-            return None
-        out = _kubectl(kubeconfig, "get", "dpus", "-A", "-o", "json")
-        if out.returncode != 0:
-            return None
-        items = {i["metadata"]["name"]: i for i in json.loads(out.stdout)["items"]}
-        if set(items) == expected and all(i.get("status", {}).get("phase") == "Initializing" for i in items.values()):
-            return items
-        return None
+    def all_ready() -> dict[str, dict[str, Any]] | None:
+        sim.check_running()
+        dpus = sim.dpus()
+        return dpus if set(dpus) == set(expected) and all(is_ready(d) for d in dpus.values()) else None
 
-    items = _wait(dpus_initializing, 90, f"DPUs {sorted(expected)} in phase Initializing")
-    for name, dpu in items.items():
-        labels = dpu["metadata"]["labels"]
-        assert labels["provisioning.dpu.nvidia.com/dpuset-name"]
-        assert name.startswith(dpu["spec"]["nodeName"].lower() + "-")
-        assert dpu["metadata"]["ownerReferences"][0]["kind"] == "DPUSet"
-        assert dpu["status"]["observedGeneration"] == dpu["metadata"]["generation"]
+    def phases() -> dict[str, str]:
+        return {n: (d.get("status") or {}).get("phase", "-") for n, d in sim.dpus().items()}
 
-    # Each DPUCluster has an emulated API behind the admin kubeconfig Secret it names, and kubectl reaches it.
-    for cluster in json.loads(_kubectl(kubeconfig, "get", "dpuclusters", "-A", "-o", "json").stdout)["items"]:
-        ns, secret_name = cluster["metadata"]["namespace"], cluster["spec"]["kubeconfig"]
-        secret = json.loads(_kubectl(kubeconfig, "get", "secret", "-n", ns, secret_name, "-o", "json").stdout)
-        dpu_kubeconfig = state / f"{secret_name}.admin.conf"
-        dpu_kubeconfig.write_bytes(base64.b64decode(secret["data"]["admin.conf"]))
-        namespaces = _kubectl(dpu_kubeconfig, "get", "namespaces", "-o", "name")
-        assert namespaces.returncode == 0 and "namespace/default" in namespaces.stdout, namespaces.stderr
-
-    table = _kubectl(kubeconfig, "get", "dpus", "-A")
-    assert table.returncode == 0, table.stderr
-    header = table.stdout.splitlines()[0].split()
-    assert {"NAMESPACE", "NAME", "PHASE"} <= set(header), table.stdout
-    assert table.stdout.count("Initializing") == len(expected)
-
-    children = json.loads((state / "processes.json").read_text())["children"]
-    pids = [c["pid"] for c in children]
-    down = subprocess.run([sys.executable, "-m", "dpfd.sim.cli", "down", "--state-dir", str(state)],
-                          capture_output=True, text=True, timeout=90)  # fmt: skip
-    assert down.returncode == 0, down.stderr
-    proc.wait(30)
-    assert proc.returncode == 0
-    for pid in pids:
-        assert not _alive(pid), f"pid {pid} still running after down"
-    assert not (state / "processes.json").exists()
-
-
-def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        dpus = wait_for(all_ready, 150, f"DPUs {sorted(expected)} in phase Ready")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nphases now: {phases()}\n{sim.output()[-3000:]}") from None
+    for name, dpu in dpus.items():
+        assert dpu["spec"]["nodeName"] == expected[name], f"DPU {name}: spec.nodeName"
+        assert dpu["metadata"]["labels"]["provisioning.dpu.nvidia.com/dpuset-name"] == dpuset["metadata"]["name"]
+        assert dpu["metadata"]["ownerReferences"][0]["kind"] == "DPUSet", f"DPU {name}: ownerReferences"
+        assert dpu["status"]["observedGeneration"] == dpu["metadata"]["generation"], f"DPU {name}: observedGeneration"
+
+    # The table kubectl prints (the CRD's printer columns) says the same.
+    table = kubectl(sim.kubeconfig, "get", "dpus", "-A")
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    columns = header.split()
+    assert {"NAME", "READY", "PHASE"} <= set(columns), table.stdout
+    shown = {r.split()[columns.index("NAME")]: r.split() for r in rows}
+    assert set(shown) == set(expected), table.stdout
+    for cells in shown.values():
+        assert cells[columns.index("READY")] == "True" and cells[columns.index("PHASE")] == "Ready", table.stdout
+
+    # Each emulated BlueField was activated once with the BFB, and its DPU OS runs dpfd.
+    status = {row["name"]: row for row in sim.status()}
+    assert set(status) == set(expected), f"dpf-sim status lists {sorted(status)}"
+    for name, row in status.items():
+        assert row["activations"] == 1, f"BlueField {name}: activations {row['activations']}, want exactly 1"
+        assert row["running_version"] == bfb_file, f"BlueField {name}: running_version {row['running_version']}"
+        assert row["mode"] == "DPU", f"BlueField {name}: mode {row['mode']}"
+        assert row["dpfd_running"], f"BlueField {name}: its dpfd does not run: {row['dpu_os']}"
+
+    # The DPU cluster has a Ready Node per DPU, labelled with the DPUSet's nodeLabels; its admin kubeconfig
+    # (the Secret the DPUCluster names) reaches it too.
+    (cluster_info,) = info["dpuClusters"].values()
+    nodes = {n["metadata"]["name"]: n for n in kubectl_json(cluster_info["kubeconfig"], "get", "nodes")["items"]}
+    assert set(nodes) == set(expected), f"DPU cluster Nodes {sorted(nodes)}"
+    for name, node in nodes.items():
+        ready = [c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready == ["True"], f"DPU cluster Node {name}: Ready condition {ready}"
+        labels = node["metadata"]["labels"]
+        for key, value in node_labels.items():
+            assert labels.get(key) == value, f"DPU cluster Node {name}: label {key}={labels.get(key)!r}, want {value!r}"
+        assert labels.get("provisioning.dpu.nvidia.com/host") == expected[name], f"Node {name}: host label"
+    (cluster,) = [d for d in docs if d["kind"] == "DPUCluster"]
+    ns = cluster["metadata"]["namespace"]
+    secret = kubectl_json(sim.kubeconfig, "get", "secret", "-n", ns, cluster["spec"]["kubeconfig"])
+    admin = sim.state / "admin.conf"
+    admin.write_bytes(base64.b64decode(secret["data"]["admin.conf"]))
+    via_secret = kubectl(admin, "get", "nodes", "-o", "name")
+    assert via_secret.returncode == 0 and via_secret.stdout.count("node/") == len(expected), via_secret.stderr
+
+    # The host Nodes carry DPF's discovery labels again, written from what each host dpfd found.
+    def discovered() -> dict[str, dict[str, str]] | None:
+        hosts = {
+            n["metadata"]["name"]: n["metadata"]["labels"]
+            for n in kubectl_json(sim.kubeconfig, "get", "nodes")["items"]
+        }
+        return hosts if all(PF0_NAME in hosts.get(h, {}) for h in expected.values()) else None
+
+    hosts = wait_for(discovered, 30, f"label {PF0_NAME} on the host Nodes")
+    for host in expected.values():
+        labels = hosts[host]
+        assert labels.get(DPU_ENABLED) == "true", f"Node {host}: {DPU_ENABLED}={labels.get(DPU_ENABLED)!r}"
+        assert labels.get(PCI_ADDRESS) == "0000-03-00", f"Node {host}: {PCI_ADDRESS}={labels.get(PCI_ADDRESS)!r}"
+        assert labels.get(PF0_NAME) == "p0", f"Node {host}: {PF0_NAME}={labels.get(PF0_NAME)!r}"
+        assert labels.get(OOB_BRIDGE) == "", f"Node {host}: {OOB_BRIDGE} is {labels.get(OOB_BRIDGE)!r}, want ''"
+
+    # Nothing flashed twice while we looked.
+    assert [r["activations"] for r in sim.status()] == [1] * len(expected)
+
+    # `down` stops every process (the DPUs' dpfds too) and removes the hosts' network namespaces.
+    namespaces = sim.netns(len(expected))
+    assert namespaces <= netns_names(), f"namespaces {sorted(namespaces - netns_names())} missing while up"
+    children = json.loads((sim.state / "processes.json").read_text())["children"]
+    pids = [c["pid"] for c in children] + [r["dpu_os"]["dpfd_pid"] for r in status.values()]
+    down = sim.down()
+    assert down.returncode == 0, down.stderr
+    assert sim.proc is not None and sim.proc.returncode == 0, sim.output()[-3000:]
+    assert [pid for pid in pids if alive(pid)] == [], "still running after down"
+    assert not (sim.state / "processes.json").exists()
+    assert namespaces & netns_names() == set(), f"namespaces left after down: {sorted(namespaces & netns_names())}"
 
 
 def test_up_refuses_invalid_manifests_and_starts_nothing(tmp_path: Path) -> None:
@@ -137,7 +180,8 @@ def test_up_refuses_invalid_manifests_and_starts_nothing(tmp_path: Path) -> None
     )
     state = tmp_path / "state"
     out = subprocess.run(
-        [sys.executable, "-m", "dpfd.sim.cli", "up", "--manifests", str(manifests), "--state-dir", str(state)],
+        [sys.executable, "-m", "dpfd.sim.cli", "up", "--manifests", str(manifests), "--state-dir", str(state),
+         "--bfb-port", str(free_port())],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )  # fmt: skip
     assert out.returncode == 1
@@ -145,28 +189,19 @@ def test_up_refuses_invalid_manifests_and_starts_nothing(tmp_path: Path) -> None
     assert not (state / "processes.json").exists()
 
 
-def test_ctrl_c_stops_everything_up_started(tmp_path: Path) -> None:
-    state = tmp_path / "sim"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dpfd.sim.cli", "up", "--manifests", str(EXAMPLES), "--state-dir", str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # the banner comes once every process has started
-            if " up. Try: " in line:
-                break
-        else:
-            raise AssertionError(f"dpf-sim up exited {proc.wait()} before it was up")
-        pids = [c["pid"] for c in json.loads((state / "processes.json").read_text())["children"]]
-        assert len(pids) >= 6  # etcd, two APIs, the controller, three host dpfds
-        proc.send_signal(signal.SIGINT)
-        rest = proc.communicate(timeout=60)[0]
-        assert proc.returncode == 0, rest
-        assert "stopped and cleaned up." in rest
-        assert [pid for pid in pids if _alive(pid)] == []
-        assert not (state / "processes.json").exists()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            subprocess.run([sys.executable, "-m", "dpfd.sim.cli", "down", "--state-dir", str(state)], timeout=60)
+def test_ctrl_c_stops_everything_up_started(examples_sim: tuple[Sim, list[dict[str, Any]]]) -> None:
+    sim, _ = examples_sim
+    sim.wait_up()
+    pids = [c["pid"] for c in json.loads((sim.state / "processes.json").read_text())["children"]]
+    # etcd, the BFB server, two APIs, the rack, the controller, three host dpfds
+    assert len(pids) >= 9, pids
+    namespaces = sim.netns(3)
+    assert namespaces <= netns_names()
+    assert sim.proc is not None
+    sim.proc.send_signal(signal.SIGINT)
+    sim.proc.wait(60)
+    assert sim.proc.returncode == 0, sim.output()[-3000:]
+    assert "stopped and cleaned up." in sim.output()
+    assert [pid for pid in pids if alive(pid)] == []
+    assert not (sim.state / "processes.json").exists()
+    assert namespaces & netns_names() == set()
