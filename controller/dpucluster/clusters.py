@@ -221,6 +221,20 @@ class DpuClusters:
         assert c.client is not None
         await c.client.patch(NODES, "", node, {"metadata": {"labels": labels}})
 
+    async def delete_node(self, cluster_key: ObjKey, node: str) -> bool:
+        """Delete Node `node` from the cluster (a deleted DPU's, as DPF does); False if it was not there."""
+        c = self._cluster(cluster_key)
+        async with c.lock:
+            await self._connect(c)
+        assert c.client is not None
+        try:
+            await c.client.delete(NODES, "", node)
+        except ApiError as e:
+            if e.not_found:
+                return False
+            raise
+        return True
+
     async def join_command(self, cluster_obj: Obj) -> str:
         """`kubeadm join HOST:PORT --token <id>.<secret> --discovery-token-ca-cert-hash sha256:<hex>` for the
         cluster, with a bootstrap token valid for at least `token_min_left` more seconds."""

@@ -39,6 +39,8 @@ class ClusterAccess(Protocol):
 
     async def label_node(self, cluster_key: ObjKey, node: str, labels: dict[str, str]) -> None: ...
 
+    async def delete_node(self, cluster_key: ObjKey, node: str) -> bool: ...
+
 
 def index_dpus_by_cluster(dpus: Informer) -> None:
     def of(o: Obj) -> list[str]:

@@ -19,7 +19,7 @@ from controller.dpucluster.status import HEALTH_PERIOD
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.events import EventRecorder
 from controller.kube.informer import EventType, Informer
-from controller.kube.objects import Obj, ObjKey, annotations_of, describe, is_deleting, key_of, labels_of
+from controller.kube.objects import Obj, ObjKey, annotations_of, describe, is_deleting, key_of, labels_of, name_of
 from controller.kube.resources import DPUS
 from controller.members import MembersCache
 from controller.nodeeffect import NodeEffectApplier, NodeEffectOptions
@@ -27,7 +27,7 @@ from controller.publish import IntentPublisher
 from controller.reconcilers.bfb import BFB_INDEX, BFBReconciler, index_bfb_users
 from controller.reconcilers.cluster_alloc import ClusterAllocator, NoClusterAvailable
 from controller.reconcilers.cluster_nodes import CLUSTER_INDEX, ClusterNodeWorker, index_dpus_by_cluster
-from controller.reconcilers.dpu_context import Answers, ContextSource
+from controller.reconcilers.dpu_context import Answers, ContextSource, cluster_ref_of
 from controller.reconcilers.host_discovery import HOST_KIND, HostReconciler, KnownHosts
 from controller.reconcilers.node_effects import NodeEffectWorker
 from controller.reports import ReportCache
@@ -131,6 +131,19 @@ class ContextWork:
     # -- hooks of the DPU reconciler -----------------------------------------------------------------
     def context_of(self, dpu: Obj) -> dict[str, Any]:
         return self.source.context_of(dpu)
+
+    async def release(self, dpu: Obj) -> None:
+        """Delete the DPU's Node from its DPU cluster, as DPF does when a DPU is deleted: a DPU of the same name
+        (a rollout recreates DPUs under their names) must not find the old Node Ready before it has joined."""
+        ref = cluster_ref_of(dpu)
+        if ref is None or self.d.cluster_access is None:
+            return
+        cluster_key = ObjKey(ref.namespace, ref.name)
+        if self.d.clusters.get(ref.namespace, ref.name) is None:
+            return  # the DPUCluster is gone, and with it the way in
+        if await self.d.cluster_access.delete_node(cluster_key, name_of(dpu)):
+            log.info("DPU Node deleted from its cluster", extra={"object": describe(DPUS.kind, key_of(dpu)),
+                                                                 "cluster": f"{ref.namespace}/{ref.name}"})  # fmt: skip
 
     async def assign_cluster(self, dpu: Obj) -> None:
         """Give a DPU without `spec.cluster.name` a DPUCluster, as DPF's allocator does (patching the DPU)."""

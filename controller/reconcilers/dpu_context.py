@@ -35,6 +35,10 @@ class ContextHooks(Protocol):
 
     async def assign_cluster(self, dpu: Obj) -> None: ...
 
+    async def release(self, dpu: Obj) -> None:
+        """The DPU is going away for good: remove what it left outside the host cluster (its DPU-cluster Node)."""
+        ...
+
 
 def bfb_context(bfb: Obj) -> dict[str, Any]:
     """The BFB as the host needs it: name, url, fileName (DPF's webhook default applied), phase."""

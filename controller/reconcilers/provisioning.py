@@ -408,6 +408,8 @@ class DPUReconciler:
         return DONE
 
     async def _remove_finalizer(self, dpu: Obj, key: ObjKey, why: str) -> None:
+        if self.d.context is not None:
+            await self.d.context.release(dpu)  # a failure leaves the finalizer: retried with the DPU
         keep = [f for f in finalizers_of(dpu) if f != DPU_FINALIZER]
         try:
             await self.d.client.patch_no_result(DPUS, key.namespace, key.name, finalizer_patch(dpu, keep))

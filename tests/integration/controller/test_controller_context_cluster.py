@@ -14,7 +14,18 @@ from typing import Any
 
 import pytest_asyncio
 import yaml
-from controller_harness import NS, PROV, KubeEnv, dpuset_obj, kube, node_obj, start_replica, store, wait_until
+from controller_harness import (
+    NS,
+    PROV,
+    KubeEnv,
+    dpuset_obj,
+    kube,
+    node_obj,
+    start_replica,
+    store,
+    wait_until,
+    write_report,
+)
 
 from controller.manager import ControllerOptions
 from dpfd.api.intents import ObjectRef
@@ -100,6 +111,16 @@ async def test_cluster_health_join_command_and_node_ready(
         labels = (dpu_cluster.get_object("v1", "Node", DPU_NAME) or {})["metadata"].get("labels") or {}
         assert labels.get("role") == "worker" and labels.get("zone") == "a"
         assert labels.get("provisioning.dpu.nvidia.com/host") == "worker-0"  # as DPF adds after the install
+
+        # The DPU is deleted (as a rollout replaces it): once its host has released it, its Node leaves the DPU
+        # cluster too, so a new DPU of the same name cannot pass DPU Cluster Config on the old Node.
+        dpu = kube.dpu(DPU_NAME)
+        assert dpu is not None
+        await store.put(store_keys.member_key("worker-0"), '{"role": "host"}')
+        await kube.server.delete_object(PROV, "DPU", DPU_NAME, NS)
+        await write_report(store, "worker-0", dpu, observedGeneration=1, phase="Deleting", details={"released": True})
+        await wait_until(lambda: dpu_cluster.get_object("v1", "Node", DPU_NAME) is None,
+                         what="the deleted DPU's Node removed from its cluster")  # fmt: skip
 
         # The DPU cluster's API goes away: the DPUCluster turns NotReady and says why.
         await dpu_cluster.stop()
