@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--bfb-port {args.bfb_port}: not a TCP port")
     if args.flash_seconds < 0:
         parser.error(f"--flash-seconds {args.flash_seconds:g}: must not be negative")
-    options = FleetOptions(bfb_port=args.bfb_port, flash_seconds=args.flash_seconds, dpu_os=not args.no_dpu_os)
+    options = FleetOptions(
+        bfb_port=args.bfb_port, flash_seconds=args.flash_seconds, dpu_os="off" if args.no_dpu_os else "dpfd"
+    )
     fleet = Fleet(args.manifests.resolve(), args.state_dir.resolve(), quiet=args.quiet, options=options)
     try:
         import uvloop

@@ -14,7 +14,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import yaml
@@ -40,7 +40,9 @@ class FleetOptions:
     bfb_port: int = DEFAULT_BFB_PORT  # the synthetic BFB server answers http://127.0.0.1:PORT/<name>.bfb
     flash_seconds: float = 10.0  # how long an emulated BlueField takes to install an image and reboot
     bfb_size: int = 8 << 20
-    dpu_os: bool = True  # a flashed DPU boots a real dpfd (role dpu) that joins its DPU cluster
+    # What a flashed DPU boots: a real dpfd (role dpu) that joins its DPU cluster; only that dpfd's join (for many
+    # DPUs on one machine); or nothing.
+    dpu_os: Literal["dpfd", "join", "off"] = "dpfd"
 
 
 class Fleet:
@@ -123,7 +125,7 @@ class Fleet:
         nodes = [o for o in objects if o.get("kind") == "Node"]
         plan = rack_plan(
             nodes, self.state_dir, FlashTiming(self.options.flash_seconds, self.options.bfb_size),
-            dpu_os="dpfd" if self.options.dpu_os else "off",
+            dpu_os=self.options.dpu_os,
         )  # fmt: skip
         await self.start_rack(plan)
 
