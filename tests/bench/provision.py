@@ -165,20 +165,54 @@ async def list_dpus(http: aiohttp.ClientSession, base: str) -> list[dict[str, An
         return items
 
 
+class PhaseClock:
+    """Time each DPU incarnation spends in each phase, from the sampler's view (100 ms resolution)."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, tuple[str, float]] = {}  # uid -> (phase, since)
+        self.spent: dict[str, list[float]] = {}
+
+    def observe(self, dpus: list[dict[str, Any]], now: float) -> None:
+        seen = set()
+        for d in dpus:
+            meta = d.get("metadata", {})
+            uid = str(meta.get("uid"))
+            seen.add(uid)
+            phase = "Deleting" if meta.get("deletionTimestamp") else str(d.get("status", {}).get("phase") or "-")
+            self._enter(uid, phase, now)
+        for uid in [u for u in self.current if u not in seen]:
+            self._enter(uid, "", now)  # gone
+            del self.current[uid]
+
+    def _enter(self, uid: str, phase: str, now: float) -> None:
+        before = self.current.get(uid)
+        if before is not None and before[0] == phase:
+            return
+        if before is not None and before[0] != "Ready":
+            self.spent.setdefault(before[0], []).append(now - before[1])
+        self.current[uid] = (phase, now)
+
+    def means(self) -> dict[str, float]:
+        return {phase: round(sum(v) / len(v), 2) for phase, v in self.spent.items() if v}
+
+
 async def wait_all_ready(
-    http: aiohttp.ClientSession, base: str, n: int, bfb: str, within: float, budget_: int | None = None
+    http: aiohttp.ClientSession, base: str, n: int, bfb: str, within: float, clock: PhaseClock | None = None
 ) -> tuple[float, int]:
     """Seconds until all `n` DPUs are Ready on `bfb`, and the most unavailable at any sample (every 100 ms)."""
     t0 = time.monotonic()
     worst = 0
     while True:
         dpus = await list_dpus(http, base)
+        now = time.monotonic()
+        if clock is not None:
+            clock.observe(dpus, now)
         ready = sum(1 for d in dpus if d.get("status", {}).get("phase") == "Ready" and not
                     d.get("metadata", {}).get("deletionTimestamp"))  # fmt: skip
         worst = max(worst, n - ready)
         if sum(1 for d in dpus if ready_on(d, bfb)) == n:
-            return time.monotonic() - t0, worst
-        if time.monotonic() - t0 > within:
+            return now - t0, worst
+        if now - t0 > within:
             phases: dict[str, int] = {}
             for d in dpus:
                 key = f"{d.get('spec', {}).get('bfb')}:{d.get('status', {}).get('phase')}"
@@ -209,11 +243,15 @@ async def rollout(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             async with http.patch(base + DPUSET_PATH, data=json.dumps(patch),
                                   headers={"Content-Type": "application/merge-patch+json"}) as resp:  # fmt: skip
                 assert resp.status == 200, await resp.text()
-            wall, worst = await wait_all_ready(http, base, n, "bf-bundle-v2", within=60 + 3 * n * args.flash_seconds)
+            clock = PhaseClock()
+            wall, worst = await wait_all_ready(
+                http, base, n, "bf-bundle-v2", within=60 + 3 * n * args.flash_seconds, clock=clock
+            )
         allowed = budget(n, args.max_unavailable)
         waves = math.ceil(n / allowed)
         ideal = waves * args.flash_seconds
         log(f"rolling update: {n} DPUs Ready on v2 in {wall:.1f}s; ideal {waves} waves x {args.flash_seconds:g}s")
+        log(f"mean seconds per phase (a DPU incarnation, as sampled): {clock.means()}")
         return {
             "dpus": n,
             "flash_seconds": args.flash_seconds,
@@ -225,6 +263,7 @@ async def rollout(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "max_unavailable_seen": worst,
             "max_unavailable_allowed": allowed,
             "initial_provision_s": round(initial, 2),
+            "phase_mean_s": clock.means(),
         }
     finally:
         fleet.processes.stop_all()
