@@ -44,7 +44,7 @@ from controller.reconcilers.dpuset_desired import (
     dpuset_of_dpu,
     node_labels_patch,
 )
-from controller.reconcilers.rollout import Replacements, RolloutPlan, plan_rollout
+from controller.reconcilers.rollout import Replacements, RolloutPlan, available, plan_rollout
 from controller.reports import ReportCache
 from dpfd.api.defaults import apply_defaults
 from dpfd.api.intents import ObjectRef, Report
@@ -466,9 +466,10 @@ class ProvisioningReconcilers:
         owner = dpuset_of_dpu(obj)
         if owner:
             ns, _, name = owner.partition("/")
-            # A vanished DPU may need recreating now; other changes (mostly status, for dpuStatistics)
-            # are coalesced, so a thousand DPUs changing phase cost a few DPUSet reconciles, not a thousand.
-            if event == "DELETED":
+            # A vanished DPU may need recreating now, and a DPU turning available (or not) may let a rollout move
+            # on; other changes (mostly status, for dpuStatistics) are coalesced, so a thousand DPUs changing
+            # phase cost a few DPUSet reconciles, not a thousand.
+            if event == "DELETED" or old is None or available(old) != available(obj):
                 self.dpuset.queue.add(ObjKey(ns, name))
             else:
                 self.dpuset.queue.add_after(ObjKey(ns, name), DPUSET_COALESCE)
