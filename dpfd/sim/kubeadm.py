@@ -36,7 +36,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from dpfd.sim.kubeapi import bootstrap
+from dpfd.sim import bootstrap_tokens as bootstrap
 
 API_VERSIONS = ("kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4")
 DEFAULT_DISCOVERY_TIMEOUT = 300.0  # kubeadm's 5m0s

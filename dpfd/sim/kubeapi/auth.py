@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dpfd.sim.kubeapi import bootstrap
+from dpfd.sim import bootstrap_tokens as bootstrap
 from dpfd.sim.kubeapi.errors import ApiError
 from dpfd.sim.kubeapi.resources import ResourceType
 from dpfd.sim.kubeapi.store import Store

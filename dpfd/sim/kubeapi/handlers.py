@@ -17,7 +17,8 @@ from aiohttp.web_protocol import RequestHandler
 from multidict import MultiMapping
 
 from dpfd import fastjson
-from dpfd.sim.kubeapi import bootstrap, discovery, errors, protobuf, tables
+from dpfd.sim import bootstrap_tokens as bootstrap
+from dpfd.sim.kubeapi import discovery, errors, protobuf, tables
 from dpfd.sim.kubeapi.auth import Authenticator, User, verb_of
 from dpfd.sim.kubeapi.core import PATCH_TYPES, ApiCore
 from dpfd.sim.kubeapi.encoding import dumps as _dumps

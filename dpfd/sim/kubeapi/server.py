@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from dpfd.sim.kubeapi import bootstrap, snapshot
+from dpfd.sim import bootstrap_tokens as bootstrap
+from dpfd.sim.kubeapi import snapshot
 from dpfd.sim.kubeapi.admission import DpfAdmission, ValidationHooks
 from dpfd.sim.kubeapi.auth import Authenticator
 from dpfd.sim.kubeapi.core import ApiCore
