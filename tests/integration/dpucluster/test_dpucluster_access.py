@@ -25,7 +25,8 @@ from controller.kube.client import KubeClient
 from controller.kube.informer import Informer
 from controller.kube.objects import ObjKey
 from dpfd.api.crds import generate_crds
-from dpfd.sim.kubeapi import KubeApiServer, bootstrap
+from dpfd.sim import bootstrap_tokens as bootstrap
+from dpfd.sim.kubeapi import KubeApiServer
 from dpfd.sim.kubeapi.tls import ServerTls
 from tests.waiting import eventually
 
