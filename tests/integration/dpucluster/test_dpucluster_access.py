@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import KubeApiProcess, Run, run_command
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -28,6 +27,7 @@ from dpfd.api.crds import generate_crds
 from dpfd.sim import bootstrap_tokens as bootstrap
 from dpfd.sim.kubeapi import KubeApiServer
 from dpfd.sim.kubeapi.tls import ServerTls
+from tests.integration.dpucluster.conftest import KubeApiProcess, Run, run_command
 from tests.waiting import eventually
 
 NS = "dpf-operator-system"

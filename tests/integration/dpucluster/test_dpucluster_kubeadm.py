@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import KubeApiProcess, Run, token_secret
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from dpfd.sim.ports import free_port
+from tests.integration.dpucluster.conftest import KubeApiProcess, Run, token_secret
 
 TOKEN_ID, TOKEN_SECRET = "abcdef", "0123456789abcdef"
 TOKEN = f"{TOKEN_ID}.{TOKEN_SECRET}"

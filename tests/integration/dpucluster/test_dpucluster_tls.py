@@ -12,11 +12,11 @@ from typing import Any
 
 import aiohttp
 import yaml
-from conftest import Run, start_kubeapi_process, stop_kubeapi_process, token_secret
 
 from dpfd.sim import bootstrap_tokens as bootstrap
 from dpfd.sim.kubeapi import KubeApiServer
 from dpfd.sim.kubeapi.tls import ServerTls, ensure_tls
+from tests.integration.dpucluster.conftest import Run, start_kubeapi_process, stop_kubeapi_process, token_secret
 
 GOOD_ID, GOOD_SECRET = "abcdef", "0123456789abcdef"
 

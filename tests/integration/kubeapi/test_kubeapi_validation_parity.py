@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import Kubectl
 
 from dpfd.api.crds import generate_crds
 from dpfd.sim.kubeapi import KubeApiServer
+from tests.integration.kubeapi.conftest import Kubectl
 
 BAD = """\
 apiVersion: provisioning.dpu.nvidia.com/v1alpha1
