@@ -41,11 +41,13 @@ MAX_CHUNK = 2 << 20  # well under gRPC's default 4 MiB receive limit
 MAX_BF_CFG = 128 * 1024  # DMS's bf.cfg limit since DOCA 2.8
 CFG_SUFFIX = ".cfg"  # DMS tells a bf.cfg from a BFB by this suffix of the version
 
-# Reconnect quickly once a rebooted DPU listens again (gRPC's default backoff grows to 120 s).
+# Reconnect quickly once a rebooted DPU listens again (gRPC's default backoff grows to 120 s). DMS is one hop
+# away: a connection attempt every half second while it reboots costs nothing, and the flash goes on at most
+# half a second after the DPU is back.
 _CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.max_reconnect_backoff_ms", 500),
 ]
 # Words gRPC puts in UNAVAILABLE details when the failure is the TLS handshake rather than the network.
 _TLS_MARKERS = ("ssl", "tls", "handshake", "certificate", "alert")

@@ -198,9 +198,9 @@ class EmulatedDms:
 
     async def _close_port(self, grace: float | None) -> None:
         server, self._server = self._server, None
-        self.up.clear()
         if server is not None:
             await server.stop(grace)
+        self.up.clear()  # only now: during the grace the listening socket still accepts connections
 
     async def stop(self) -> None:
         """Stop serving (also ends a reboot in progress)."""
@@ -259,8 +259,9 @@ class EmulatedDms:
         return True
 
     async def _reboot(self) -> None:
+        began = asyncio.get_running_loop().time()
         # Grace lets the RPC that asked for the reboot (Activate, Reboot) finish; new calls are refused.
-        await self._close_port(grace=0.5)
+        await self._close_port(grace=min(0.5, self.reboot_seconds))
         if self.dpu_os is not None:
             await self.dpu_os.shutdown()
         s = self.state
@@ -268,7 +269,8 @@ class EmulatedDms:
         self._store.save()
         if self.faults.reboot_never_completes or self._stopped:
             return
-        await asyncio.sleep(self.reboot_seconds)  # the emulated boot
+        # The emulated boot: the whole outage, from the reboot's start, lasts reboot_seconds.
+        await asyncio.sleep(max(0.0, began + self.reboot_seconds - asyncio.get_running_loop().time()))
         if s.next_boot:
             for version in s.next_boot:
                 if version.endswith(CFG_SUFFIX):
