@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -75,8 +76,8 @@ def _stop_popen(proc: subprocess.Popen[bytes], timeout: float) -> None:
         proc.wait(5)
 
 
-def _is_ours(pid: int, argv: list[str]) -> bool:
-    """The PID still runs the command we started (PIDs get reused)."""
+def runs(pid: int, argv: Sequence[str]) -> bool:
+    """`pid` is alive (not a zombie) and still runs `argv` (PIDs get reused)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -84,17 +85,17 @@ def _is_ours(pid: int, argv: list[str]) -> bool:
         return False
     if stat.rsplit(")", 1)[1].split()[0] == "Z":
         return False
-    return [c.decode(errors="replace") for c in cmdline if c][: len(argv)] == argv[: len(cmdline)]
+    return [c.decode(errors="replace") for c in cmdline if c] == list(argv)
 
 
 def stop_pid(pid: int, argv: list[str], timeout: float = 10.0) -> bool:
     """SIGTERM, wait, SIGKILL: only if `pid` still runs `argv`. Returns whether it was running."""
-    if not _is_ours(pid, argv):
+    if not runs(pid, argv):
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _is_ours(pid, argv):
+        if not runs(pid, argv):
             return True
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)

@@ -56,6 +56,8 @@ class RackPlan(_Plan):
     hosts: list[HostPlan]
     install_bytes_per_s: float = Field(default=0.0, ge=0.0, description="DMS install pace; 0 = unthrottled.")
     reboot_seconds: float = Field(default=1.0, ge=0.0)
+    sriov_poll_seconds: float = Field(default=0.05, gt=0.0, description="How often the emulated kernel looks at "
+                                      "sriov_numvfs writes (per host; a hundred hosts share one process).")  # fmt: skip
     dpu_os: Literal["off", "dpfd", "join"] = Field(
         default="off",
         description="What a flashed DPU boots: nothing; a real dpfd (role dpu); or only that dpfd's cluster join "
@@ -131,7 +133,11 @@ class Rack:
             await dms.start()
             self.dms[dpu.name] = dms
         vfs = VethVfNetdevs(host.netns) if host.netns is not None else None
-        self._tasks.append(asyncio.create_task(sysfs.serve_sriov(vf_netdevs=vfs), name=f"sriov {host.node}"))
+        self._tasks.append(
+            asyncio.create_task(
+                sysfs.serve_sriov(poll_interval=self.plan.sriov_poll_seconds, vf_netdevs=vfs), name=f"sriov {host.node}"
+            )
+        )
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -123,6 +123,9 @@ class EmulatedSysfs:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.events: list[str] = []  # what the emulated kernel did with sriov_numvfs writes, in order
+        self._pfs: tuple[int, list[Path]] | None = None  # (devices dir mtime, the PFs then)
+        self._seen: dict[str, tuple[int, int, int]] = {}  # PF -> sriov_numvfs (mtime, size, inode) last acted on
+        self._passes = 0
         for sub in ("bus/pci/devices", "class/net", "devices"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
@@ -184,7 +187,10 @@ class EmulatedSysfs:
 
     def _sriov_pfs(self) -> list[Path]:
         devices = self.root / "bus" / "pci" / "devices"
-        return [fn for fn in sorted(devices.iterdir()) if (fn / "sriov_numvfs").is_file()]
+        mtime = devices.stat().st_mtime_ns
+        if self._pfs is None or self._pfs[0] != mtime:  # functions come and go (VFs): list again
+            self._pfs = (mtime, [fn for fn in sorted(devices.iterdir()) if (fn / "sriov_numvfs").is_file()])
+        return self._pfs[1]
 
     @staticmethod
     def _enabled_vfs(pf: Path) -> int:
@@ -211,6 +217,8 @@ class EmulatedSysfs:
         """
         done: list[str] = []
         for pf in self._sriov_pfs():
+            if not self._numvfs_touched(pf):
+                continue
             text = (pf / "sriov_numvfs").read_text().strip()
             enabled = self._enabled_vfs(pf)
             if not text:
@@ -247,9 +255,24 @@ class EmulatedSysfs:
             return f"EBUSY: {enabled} VFs already enabled. Disable before enabling {wanted} VFs"
         return None
 
+    def _numvfs_touched(self, pf: Path) -> bool:
+        """Whether sriov_numvfs may have been written since the last look: a changed stat, or a full look due.
+
+        A host's fleet of emulated PFs is polled often; reading every file every pass would cost a core. The full
+        look every `_FULL_LOOK` passes covers two writes within one timestamp tick (equal mtime and size).
+        """
+        st = (pf / "sriov_numvfs").stat()
+        seen = (st.st_mtime_ns, st.st_size, st.st_ino)
+        key = str(pf)
+        if self._seen.get(key) == seen and self._passes % _FULL_LOOK:
+            return False
+        self._seen[key] = seen
+        return True
+
     async def serve_sriov(self, *, poll_interval: float = 0.01, vf_netdevs: VfNetdevFactory | None = None) -> None:
         """Run the kernel's side of sriov_numvfs until cancelled (start it with asyncio.create_task)."""
         while True:
+            self._passes += 1
             await self.apply_sriov_writes(vf_netdevs)
             await asyncio.sleep(poll_interval)
 
@@ -273,6 +296,9 @@ class EmulatedSysfs:
         self.function_dir(vf.address).unlink()
         shutil.rmtree(real)
         (pf / f"virtfn{vf.index}").unlink()  # last: while the link exists, readers count the VF as present
+
+
+_FULL_LOOK = 50  # passes between reads of every sriov_numvfs, changed stat or not
 
 
 def _replace(path: Path, text: str) -> None:

@@ -135,7 +135,8 @@ def issue_client_cert(ca: CertAuthority, name: str = "dpf-provisioning-client", 
     return _issue(ca, name, ExtendedKeyUsageOID.CLIENT_AUTH, [], days)
 
 
-def _write(path: Path, data: bytes, private: bool) -> None:
+def write_pem(path: Path, data: bytes, private: bool) -> None:
+    """Write a PEM file atomically; a private one (a key, a token) is created mode 0600, never readable by others."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
     with os.fdopen(fd, "wb") as f:
@@ -159,9 +160,9 @@ def write_cert_set(directory: Path, dpu_name: str, ip: str, ca: CertAuthority | 
         client_cert=directory / "client.crt",
         client_key=directory / "client.key",
     )
-    _write(paths.ca, ca.cert_pem, private=False)
-    _write(paths.server_cert, server.cert_pem, private=False)
-    _write(paths.server_key, server.key_pem, private=True)
-    _write(paths.client_cert, client.cert_pem, private=False)
-    _write(paths.client_key, client.key_pem, private=True)
+    write_pem(paths.ca, ca.cert_pem, private=False)
+    write_pem(paths.server_cert, server.cert_pem, private=False)
+    write_pem(paths.server_key, server.key_pem, private=True)
+    write_pem(paths.client_cert, client.cert_pem, private=False)
+    write_pem(paths.client_key, client.key_pem, private=True)
     return paths

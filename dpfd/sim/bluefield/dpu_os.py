@@ -30,6 +30,7 @@ import yaml
 from dpfd.agent.statefile import write_atomic
 from dpfd.config import ConfigError, parse_config
 from dpfd.dpu.joiner import DpuRole
+from dpfd.sim.processes import runs
 
 log = logging.getLogger("dpfd.sim.bluefield.dpu_os")
 
@@ -299,18 +300,6 @@ async def _exited(pidfd: int, within: float) -> bool:
 
 class DpuOsError(Exception):
     """The DPU booted, but not into a running dpfd; the message says why."""
-
-
-def runs(pid: int, argv: Sequence[str]) -> bool:
-    """`pid` is alive (not a zombie) and still runs `argv` (PIDs get reused)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    if stat.rsplit(")", 1)[1].split()[0] == "Z":
-        return False
-    return [c.decode(errors="replace") for c in cmdline if c] == list(argv)
 
 
 def read_status(state_dir: Path) -> dict[str, Any] | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import ipaddress
-import os
 import secrets
 import ssl
 from collections.abc import Iterable
@@ -22,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from dpfd.host.dms.certs import CertAuthority, make_ca
+from dpfd.host.dms.certs import CertAuthority, make_ca, write_pem
 
 CA_DAYS = 3650  # kubeadm's CA lifetime
 SERVER_DAYS = 365  # kubeadm's leaf certificate lifetime
@@ -48,14 +47,6 @@ class ServerTls:
     def ca_data(self) -> str:
         """The CA as a kubeconfig's certificate-authority-data (base64 of the PEM)."""
         return base64.b64encode(self.ca_pem).decode()
-
-
-def _write(path: Path, data: bytes, private: bool) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def _load_ca(directory: Path) -> CertAuthority | None:
@@ -114,15 +105,15 @@ def ensure_tls(directory: Path, hosts: Iterable[str] = ("127.0.0.1",)) -> Server
         key_pem = ca.key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        _write(directory / "ca.key", key_pem, private=True)
-        _write(directory / "ca.crt", ca.cert_pem, private=False)
+        write_pem(directory / "ca.key", key_pem, private=True)
+        write_pem(directory / "ca.crt", ca.cert_pem, private=False)
     token_file = directory / "admin.token"
     if token_file.exists() and token_file.read_text().strip():
         token = token_file.read_text().strip()
     else:
         token = secrets.token_urlsafe(32)
-        _write(token_file, token.encode() + b"\n", private=True)
+        write_pem(token_file, token.encode() + b"\n", private=True)
     cert_pem, key_pem = _server_cert(ca, hosts)
-    _write(directory / "apiserver.crt", cert_pem, private=False)
-    _write(directory / "apiserver.key", key_pem, private=True)
+    write_pem(directory / "apiserver.crt", cert_pem, private=False)
+    write_pem(directory / "apiserver.key", key_pem, private=True)
     return ServerTls(ca.cert_pem, directory / "apiserver.crt", directory / "apiserver.key", token)
