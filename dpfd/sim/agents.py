@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dpfd.agent import AgentOptions, NodeAgent
+from dpfd.agent.log import setup_logging
 from dpfd.agent.reconciler import Reconciler
 from dpfd.config import ConfigError, DpfdConfig, EtcdConfig, load_config
 from dpfd.daemon import reconcilers_for, version
@@ -77,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--nodes-file", type=Path, help="one node name per line")
     which.add_argument("--configs-dir", type=Path, help="one host dpfd config (*.yaml) per node")
     parser.add_argument("--session-ttl", type=float, default=10.0)
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
+    setup_logging(args.log_level)  # warnings by default: a thousand agents' info lines would be the benchmark
     endpoints = args.etcd.split(",")
     if args.nodes_file is not None:
         if args.state_dir is None:

@@ -283,10 +283,12 @@ def main() -> int:
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, state) for a look afterwards")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dpf-bench-provision-"))
+    failed = True
     try:
         figures = asyncio.run(rollout(args, work))
+        failed = False
     finally:
-        if args.keep:
+        if args.keep or failed:
             log(f"work dir kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
