@@ -661,7 +661,12 @@ def server_config(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _serve_until_signalled(config: dict[str, Any]) -> None:
     dms = await start(**config)
-    print(f"emulated DMS {dms.name} listening on {dms.address}", flush=True)
+    await serve_until_signalled(dms, f"emulated DMS {dms.name} listening on {dms.address}")
+
+
+async def serve_until_signalled(dms: EmulatedDms, banner: str) -> None:
+    """Print `banner`, serve until SIGINT or SIGTERM, stop, and print the DMS's counts as JSON."""
+    print(banner, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

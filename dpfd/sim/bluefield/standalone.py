@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from dpfd.sim.bluefield.dms_server import EmulatedDms, add_arguments, server_config
+from dpfd.sim.bluefield.dms_server import EmulatedDms, add_arguments, serve_until_signalled, server_config
 from dpfd.sim.bluefield.dpu_os import DpuOsOptions
 
 
@@ -25,16 +22,8 @@ def add_bluefield_arguments(p: argparse.ArgumentParser) -> None:
 async def _run(config: dict[str, Any]) -> None:
     dms = await EmulatedDms(**config).start()
     os_state = "off" if dms.dpu_os is None else f"on (root {dms.dpu_os.root})"
-    print(
-        f"emulated BlueField {dms.name}: DMS on {dms.address}, state in {dms.state_dir}, DPU OS {os_state}", flush=True
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await dms.stop()
-    print(json.dumps(dms.stats(), sort_keys=True), flush=True)
+    banner = f"emulated BlueField {dms.name}: DMS on {dms.address}, state in {dms.state_dir}, DPU OS {os_state}"
+    await serve_until_signalled(dms, banner)
 
 
 def run(args: argparse.Namespace) -> int:
