@@ -1,0 +1,1 @@
+"""The SFC CNI plugin executable (`dpf-sfc-cni`) and its wire protocol to the DPU dpfd."""
