@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from dpfd.api.chains import ServiceChainSpec, ServiceIfc
+from dpfd.api.chains import ServiceChainSpec
 
 TABLE: Final = 0
 PRIORITY_SWITCH: Final = 20
@@ -60,16 +60,17 @@ def switch_flows(cookie: int, ofports: Sequence[int]) -> list[Flow]:
     ports = list(dict.fromkeys(ofports))
     if len(ports) < 2:
         return []
+    c = f"{cookie:#x}"
+    learn = {
+        j: f"learn(cookie={c},idle_timeout={IDLE_TIMEOUT},table={TABLE},priority={PRIORITY_LEARNED},"
+        f"in_port={j},dl_dst=dl_src,output:NXM_OF_IN_PORT[])"
+        for j in ports
+    }
     flows: list[Flow] = []
     for i in ports:
         others = [j for j in ports if j != i]
-        learns = [
-            f"learn(cookie={cookie:#x},idle_timeout={IDLE_TIMEOUT},table={TABLE},priority={PRIORITY_LEARNED},"
-            f"in_port={j},dl_dst=dl_src,output:NXM_OF_IN_PORT[])"
-            for j in others
-        ]
-        outputs = [f"output:{j}" for j in others]
-        flows.append(Flow(cookie=cookie, in_port=i, actions=",".join(learns + outputs)))
+        actions = ",".join([*(learn[j] for j in others), *(f"output:{j}" for j in others)])
+        flows.append(Flow(cookie=cookie, in_port=i, actions=actions))
     return flows
 
 
@@ -82,24 +83,54 @@ class PortUnresolved(LookupError):
     """A chain port selects no port on the bridge (yet)."""
 
 
-def spec_switches(spec: ServiceChainSpec, ofport: Callable[[ServiceIfc], int]) -> list[list[int]]:
-    """The ofports of each switch of `spec`; `ofport` maps a port's serviceInterface selector to its ofport."""
-    return [[ofport(port.serviceInterface) for port in switch.ports] for switch in spec.switches]
+Labels = Mapping[str, str]
+
+
+def spec_selectors(spec: Mapping[str, Any]) -> list[list[Labels]]:
+    """Each switch's port selectors (serviceInterface.matchLabels) from a ServiceChain spec as the intent carries it.
+
+    The controller admitted the spec already, so a well-formed one is read directly (validating 1,000 chains' label
+    rules again would cost more than applying their flows); anything else goes through the API model, whose
+    error (pydantic's ValidationError) says what is wrong.
+    """
+    try:
+        out: list[list[Labels]] = []
+        switches = spec["switches"]
+        if not isinstance(switches, list) or not switches:
+            raise TypeError("switches")
+        for switch in switches:
+            ports = switch["ports"]
+            if not isinstance(ports, list) or not ports:
+                raise TypeError("ports")
+            row: list[Labels] = []
+            for port in ports:
+                labels = port["serviceInterface"]["matchLabels"]
+                if not isinstance(labels, dict) or not labels:
+                    raise TypeError("matchLabels")
+                if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+                    raise TypeError("matchLabels")
+                row.append(labels)
+            out.append(row)
+        return out
+    except (KeyError, TypeError):
+        model = ServiceChainSpec.model_validate(spec)
+        return [[port.serviceInterface.matchLabels for port in switch.ports] for switch in model.switches]
 
 
 def flows_for(
     namespace: str,
     name: str,
-    spec: ServiceChainSpec,
-    port_of: Callable[[ServiceIfc], str],
+    spec: Mapping[str, Any],
+    port_of: Callable[[Labels], str],
     ofports: Mapping[str, int],
 ) -> list[Flow]:
     """The chain's flows, given each selector's port name and the bridge's map port name -> ofport."""
 
-    def ofport(selector: ServiceIfc) -> int:
-        port = port_of(selector)
+    def ofport(labels: Labels) -> int:
+        port = port_of(labels)
         if port not in ofports:
-            raise PortUnresolved(f"port {port!r} (for {selector.matchLabels}) is not on the bridge")
+            raise PortUnresolved(f"port {port!r} (for {dict(labels)}) is not on the bridge")
         return ofports[port]
 
-    return chain_flows(chain_cookie(namespace, name), spec_switches(spec, ofport))
+    switches = [[ofport(labels) for labels in switch] for switch in spec_selectors(spec)]
+    return chain_flows(chain_cookie(namespace, name), switches)

@@ -14,11 +14,10 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from dpfd.agent.reconciler import AgentLink, Kick
-from dpfd.api.chains import ServiceChainSpec, ServiceIfc
 from dpfd.api.conditions import Condition
 from dpfd.api.intents import Intent, ObjectRef, Report
 from dpfd.dpu.flows.applier import BridgeFlows
-from dpfd.dpu.flows.model import PortUnresolved, chain_cookie, chain_flows
+from dpfd.dpu.flows.model import Labels, PortUnresolved, chain_cookie, chain_flows, spec_selectors
 from dpfd.dpu.flows.ofctl import Ofctl
 
 KIND: Final = "ServiceChain"
@@ -28,8 +27,9 @@ PHASE_PENDING: Final = "Pending"
 PHASE_FAILED: Final = "Failed"
 PHASE_DELETING: Final = "Deleting"
 
-# (chain namespace, a port's serviceInterface selector) -> its ofport on the bridge; raises PortUnresolved.
-OfportLookup = Callable[[str, ServiceIfc], Awaitable[int]]
+# (chain namespace, a port's serviceInterface.matchLabels) -> the ofport of the one ServiceInterface they select on
+# this node; raises PortUnresolved (with what is missing) when there is none yet.
+OfportLookup = Callable[[str, Labels], Awaitable[int]]
 
 
 class ServiceChainReconciler:
@@ -74,14 +74,11 @@ class ServiceChainReconciler:
                 return None
             return self._report(intent, PHASE_DELETING, "False", "Deleting", "flows deleted")
         try:
-            spec = ServiceChainSpec.model_validate(intent.spec)
+            selectors = spec_selectors(intent.spec)
         except ValidationError as e:
             return self._report(intent, PHASE_FAILED, "False", "InvalidSpec", str(e))
         try:
-            switches = [
-                [await self.lookup(ref.namespace, port.serviceInterface) for port in switch.ports]
-                for switch in spec.switches
-            ]
+            switches = [[await self.lookup(ref.namespace, sel) for sel in switch] for switch in selectors]
         except PortUnresolved as e:
             self._kick(ref, self.retry)
             return self._report(intent, PHASE_PENDING, "False", "PortsNotReady", str(e))

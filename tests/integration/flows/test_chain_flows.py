@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from dpfd.api.chains import ServiceIfc
 from dpfd.api.intents import Intent, ObjectRef
-from dpfd.dpu.flows.model import Flow, PortUnresolved, chain_cookie
+from dpfd.dpu.flows.model import Flow, Labels, PortUnresolved, chain_cookie
 from dpfd.dpu.flows.ofctl import Ofctl, OfctlError, flow_cookie
 from dpfd.dpu.flows.reconciler import ServiceChainReconciler
 from tests.ovs_fixture import PrivateOvs
@@ -31,8 +30,8 @@ def ofport(ovs: PrivateOvs, port: str) -> int:
 
 
 def reconciler(ovs: PrivateOvs, **kw: Any) -> ServiceChainReconciler:
-    async def lookup(namespace: str, sel: ServiceIfc) -> int:
-        name = sel.matchLabels["port"]
+    async def lookup(namespace: str, labels: Labels) -> int:
+        name = labels["port"]
         out = await asyncio.to_thread(ovs.run, ["ovs-vsctl", f"--db={ovs.db}", "get", "Interface", name, "ofport"],
                                       check=False)  # fmt: skip
         if not out.strip() or int(out) <= 0:
@@ -182,3 +181,14 @@ async def test_a_path_exists_at_every_moment_while_the_chain_changes(sfc: Privat
     await watcher
     assert len(traces) >= 3
     assert all(t and t != "drop" for t in traces), [t for t in traces if not t or t == "drop"]
+
+
+async def test_a_malformed_spec_fails_with_the_reason_and_touches_nothing(sfc: PrivateOvs) -> None:
+    rec = reconciler(sfc)
+    it = intent("c", ["p0", "p1"])
+    await rec.reconcile(it.ref, it)
+    bad = it.model_copy(update={"spec": {"switches": []}, "generation": 2})
+    report = await rec.reconcile(bad.ref, bad)
+    assert report is not None and report.phase == "Failed" and report.observedGeneration == 2
+    assert report.conditions[0].reason == "InvalidSpec" and "switches" in report.conditions[0].message
+    assert len(chain_flows_on(sfc, "c")) == 2

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from dpfd.api.chains import ServiceChainSpec, ServiceIfc
+import pytest
+from pydantic import ValidationError
+
 from dpfd.dpu.flows.applier import chain_lines
-from dpfd.dpu.flows.model import PortUnresolved, chain_cookie, chain_flows, flows_for, fnv64a, switch_flows
+from dpfd.dpu.flows.model import (
+    PortUnresolved,
+    chain_cookie,
+    chain_flows,
+    flows_for,
+    fnv64a,
+    spec_selectors,
+    switch_flows,
+)
 from dpfd.dpu.flows.ofctl import flow_cookie
 
 
@@ -64,20 +74,20 @@ def test_chain_flows_concatenate_switches() -> None:
     assert {f.cookie for f in flows} == {9}
 
 
-def _spec(*switches: list[str]) -> ServiceChainSpec:
-    return ServiceChainSpec.model_validate(
-        {"switches": [{"ports": [{"serviceInterface": {"matchLabels": {"port": p}}} for p in sw]} for sw in switches]}
-    )
+def _spec(*switches: list[str]) -> dict[str, Any]:
+    return {
+        "switches": [{"ports": [{"serviceInterface": {"matchLabels": {"port": p}}} for p in sw]} for sw in switches]
+    }
 
 
 def test_flows_for_maps_selectors_through_port_names() -> None:
-    flows = flows_for("ns", "c", _spec(["p0", "pf0hpf"]), lambda s: s.matchLabels["port"], {"p0": 1, "pf0hpf": 2})
+    flows = flows_for("ns", "c", _spec(["p0", "pf0hpf"]), lambda labels: labels["port"], {"p0": 1, "pf0hpf": 2})
     assert [(f.in_port, f.cookie) for f in flows] == [(1, chain_cookie("ns", "c")), (2, chain_cookie("ns", "c"))]
 
 
 def test_flows_for_names_the_missing_port() -> None:
     with pytest.raises(PortUnresolved, match="'pf0hpf'"):
-        flows_for("ns", "c", _spec(["p0", "pf0hpf"]), lambda s: s.matchLabels["port"], {"p0": 1})
+        flows_for("ns", "c", _spec(["p0", "pf0hpf"]), lambda labels: labels["port"], {"p0": 1})
 
 
 def test_chain_lines_delete_the_cookie_then_add() -> None:
@@ -93,5 +103,21 @@ def test_flow_cookie_from_dump_lines() -> None:
     assert flow_cookie(" priority=0 actions=NORMAL") == 0
 
 
-def test_selector_type_is_the_api_model() -> None:
-    assert ServiceIfc.model_validate({"matchLabels": {"a": "b"}}).matchLabels == {"a": "b"}
+def test_spec_selectors_reads_each_switch_s_match_labels() -> None:
+    spec = _spec(["p0", "p1"], ["p2"])
+    spec["switches"][0]["ports"][0]["serviceInterface"]["ipam"] = {"matchLabels": {"pool": "a"}}
+    assert spec_selectors(spec) == [[{"port": "p0"}, {"port": "p1"}], [{"port": "p2"}]]
+
+
+@pytest.mark.parametrize(
+    ("spec", "where"),
+    [
+        ({}, "switches"),
+        ({"switches": []}, "switches"),
+        ({"switches": [{"ports": [{"serviceInterface": {}}]}]}, "matchLabels"),
+        ({"switches": [{"ports": [{"serviceInterface": {"matchLabels": {"a": 1}}}]}]}, "matchLabels"),
+    ],
+)
+def test_spec_selectors_explains_a_malformed_spec(spec: dict[str, Any], where: str) -> None:
+    with pytest.raises(ValidationError, match=where):
+        spec_selectors(spec)
