@@ -1,0 +1,1 @@
+from tests.ovs_fixture import ovs  # noqa: F401
