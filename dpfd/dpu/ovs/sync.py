@@ -32,11 +32,12 @@ def _by_name(tables: Any, table: str) -> dict[str, Any]:
 
 
 class SyncOwnedPorts(command.BaseCommand):  # type: ignore[misc]
-    """Ports whose interface carries external_ids dpf-id=`owner` become exactly `desired` (none: all removed)."""
+    """Ports whose interface carries external_ids `key`=`owner` (dpf-id) become exactly `desired` (none: all removed)."""
 
-    def __init__(self, api: Any, owner: str, desired: list[PortSpec]) -> None:
+    def __init__(self, api: Any, owner: str, desired: list[PortSpec], key: str = DPF_ID) -> None:
         super().__init__(api)
         self.owner = owner
+        self.key = key
         self.desired = desired
         self.result = SyncResult()
 
@@ -47,7 +48,7 @@ class SyncOwnedPorts(command.BaseCommand):  # type: ignore[misc]
         ports = _by_name(tables, "Port")
         bridge_of = {p.uuid: b for b in bridges.values() for p in b.ports}
         owned = {
-            p.name: p for p in ports.values() if any(i.external_ids.get(DPF_ID) == self.owner for i in p.interfaces)
+            p.name: p for p in ports.values() if any(i.external_ids.get(self.key) == self.owner for i in p.interfaces)
         }
         for spec in self.desired:
             bridge = bridges.get(spec.bridge)
@@ -81,7 +82,7 @@ class SyncOwnedPorts(command.BaseCommand):  # type: ignore[misc]
         iface.name = spec.name
         iface.type = spec.type
         iface.options = dict(spec.options)
-        iface.external_ids = {DPF_ID: self.owner}
+        iface.external_ids = {self.key: self.owner}
         port = txn.insert(self.api.tables["Port"])
         port.name = spec.name
         port.interfaces = [iface]
@@ -93,14 +94,14 @@ class SyncOwnedPorts(command.BaseCommand):  # type: ignore[misc]
         if len(ifaces) != 1:
             raise PortError(f"port {spec.name} is a bond of {len(ifaces)} interfaces")
         iface = ifaces[0]
-        holder = iface.external_ids.get(DPF_ID)
+        holder = iface.external_ids.get(self.key)
         if holder not in (None, self.owner):
             raise PortError(f"port {spec.name} already belongs to {holder}")
         changed = False
         if holder is None:
             if not spec.adopt:
                 raise PortError(f"port {spec.name} exists and was not made by dpf")
-            iface.setkey("external_ids", DPF_ID, self.owner)
+            iface.setkey("external_ids", self.key, self.owner)
             changed = True
         elif not spec.adopt:
             if iface.type != spec.type:
