@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from dpfd.dpu.ovs.ports import PortSettings
 from dpfd.dpu.settings import JoinSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/dpf/dpfd.yaml")
@@ -132,6 +133,42 @@ class ProvisioningConfig(_CamelModel):
         return self
 
 
+OVS_BRIDGE_RE = r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,14}$"  # an OVS bridge is a netdev too: at most 15 characters
+
+
+class DataplaneConfig(_CamelModel):
+    """The DPU role's data plane (DPF's sfc-controller): Open vSwitch ports and flows. Defaults suit a real DPU."""
+
+    ovsdb: str = "unix:/var/run/openvswitch/db.sock"  # the Open_vSwitch database (ovsdbapp remote)
+    ovsdb_timeout: float = Field(default=10.0, gt=0)  # s, an OVSDB transaction
+    apply_timeout: float = Field(default=10.0, gt=0)  # s for ovs-vswitchd to apply a port change before a retry
+    bridge: str = Field(default="br-sfc", pattern=OVS_BRIDGE_RE)
+    ovn_bridge: str = Field(default="br-ovn", pattern=OVS_BRIDGE_RE)
+    # Interface type of physical, pf and vf ports. DPF's is dpdk; a userspace datapath without DPDK (dpf-sim,
+    # tests) needs e.g. internal or system.
+    port_type: str = Field(default="dpdk", min_length=1, pattern=r"^[a-z][-a-z0-9]*$")
+    # How to run ovs-ofctl (OpenFlow 1.4 bundles need -O OpenFlow14), and what it talks to: by default the
+    # bridge's name, which ovs-ofctl finds as <OVS_RUNDIR>/<bridge>.mgmt; or a target like unix:/run/x/br-sfc.mgmt.
+    ofctl: list[str] = Field(default=["ovs-ofctl", "-O", "OpenFlow14"], min_length=1)
+    ofctl_target: str | None = None
+
+    @field_validator("ovsdb")
+    @classmethod
+    def _remote(cls, v: str) -> str:
+        if not v.startswith(("unix:", "tcp:", "ssl:")):
+            raise ValueError(
+                f"ovsdb {v!r} must be an OVSDB remote like unix:/var/run/openvswitch/db.sock or tcp:HOST:PORT"
+            )
+        return v
+
+    def port_settings(self) -> PortSettings:
+        return PortSettings(bridge=self.bridge, ovn_bridge=self.ovn_bridge, port_type=self.port_type)
+
+    def ofctl_bridge(self) -> str:
+        """What ovs-ofctl is pointed at for the bridge."""
+        return self.ofctl_target or self.bridge
+
+
 class DpfdConfig(_CamelModel):
     node: str = Field(min_length=1, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
     role: Role = "host"
@@ -143,6 +180,7 @@ class DpfdConfig(_CamelModel):
     sysfs_root: Path = Path("/sys")
     provisioning: ProvisioningConfig = Field(default_factory=ProvisioningConfig)
     join: JoinSettings | None = None  # role dpu: join the DPU cluster with kubeadm (written by bf.cfg)
+    dataplane: DataplaneConfig = Field(default_factory=DataplaneConfig)  # role dpu: ports and flows on OVS
 
     def bfb_cache_dir(self) -> Path:
         return self.provisioning.bfb_cache_dir or self.state_dir / "bfb-cache"
