@@ -5,6 +5,7 @@ dpf-sim up --manifests DIR --state-dir DIR    start everything, apply the manife
 dpf-sim down --state-dir DIR                  stop what `up` started in that state dir
 dpf-sim bluefield --listen HOST:PORT          one emulated BlueField (DMS and DPU OS) on its own
 dpf-sim status --state-dir DIR [-o json]      each emulated DPU under DIR: installs, activations, reboots, dpfd
+dpf-sim exec NAME --state-dir DIR -- CMD      run CMD in an emulated DPU's environment (its OVS and namespace)
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         default=10.0,
         help="how long an emulated BlueField takes to install a BFB and reboot (default 10)",
     )
+    up.add_argument(
+        "--dataplane",
+        choices=("off", "ovs"),
+        default="off",
+        help="ovs: every emulated BlueField gets its own Open vSwitch with br-sfc (default off)",
+    )
     up.add_argument("--no-dpu-os", action="store_true",
                     help="flashed DPUs do not boot a dpfd (nothing joins the DPU clusters)")  # fmt: skip
     down = sub.add_parser("down", help="stop what `up` started")
@@ -47,12 +54,30 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="show each emulated DPU under a state dir")
     status.add_argument("--state-dir", type=Path, required=True)
     status.add_argument("-o", "--output", choices=("table", "json"), default="table")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    run_in = sub.add_parser("exec", help="run a command in an emulated DPU's environment (its OVS and namespace)")
+    run_in.add_argument("name", help="the DPU's name, e.g. worker-1-0000-03-00")
+    run_in.add_argument("--state-dir", type=Path, required=True)
+    run_in.epilog = "The command follows `--`: dpf-sim exec NAME --state-dir DIR -- CMD [ARGS...]"
+    argv = sys.argv[1:] if argv is None else argv
+    # `exec`'s command is everything after `--`, options and all: split it off before parsing.
+    command: list[str] = []
+    if argv[:1] == ["exec"] and "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1 :]
+    args = parser.parse_args(argv)
 
     if args.command == "bluefield":
         return standalone.run(args)
     if args.command == "status":
         return _status(args.state_dir, args.output)
+    if args.command == "exec":
+        from dpfd.sim.dpu_exec import ExecError, run
+
+        try:
+            return run(args.state_dir.resolve(), args.name, command)
+        except (ExecError, OSError) as e:
+            print(f"dpf-sim exec: {e}", file=sys.stderr)
+            return 2
 
     if args.command == "down":
         stopped = stop_recorded(args.state_dir.resolve())
@@ -65,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.flash_seconds < 0:
         parser.error(f"--flash-seconds {args.flash_seconds:g}: must not be negative")
     options = FleetOptions(
-        bfb_port=args.bfb_port, flash_seconds=args.flash_seconds, dpu_os="off" if args.no_dpu_os else "dpfd"
+        bfb_port=args.bfb_port,
+        flash_seconds=args.flash_seconds,
+        dpu_os="off" if args.no_dpu_os else "dpfd",
+        dataplane=args.dataplane,
     )
     fleet = Fleet(args.manifests.resolve(), args.state_dir.resolve(), quiet=args.quiet, options=options)
     try:

@@ -43,6 +43,7 @@ class FleetOptions:
     # What a flashed DPU boots: a real dpfd (role dpu) that joins its DPU cluster; only that dpfd's join (for many
     # DPUs on one machine); or nothing.
     dpu_os: Literal["dpfd", "join", "off"] = "dpfd"
+    dataplane: Literal["off", "ovs"] = "off"  # ovs: an Open vSwitch per emulated BlueField, br-sfc on it
 
 
 class Fleet:
@@ -125,7 +126,7 @@ class Fleet:
         nodes = [o for o in objects if o.get("kind") == "Node"]
         plan = rack_plan(
             nodes, self.state_dir, FlashTiming(self.options.flash_seconds, self.options.bfb_size),
-            dpu_os=self.options.dpu_os,
+            dpu_os=self.options.dpu_os, dataplane=self.options.dataplane,
         )  # fmt: skip
         await self.start_rack(plan)
 

@@ -14,18 +14,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from dpfd.host.netns import NETNS_DIR, iproute
 from dpfd.sim.bluefield.dms_server import EmulatedDms
 from dpfd.sim.bluefield.dpu_os import DpuOsOptions
+from dpfd.sim.ovs import PrivateOvs
 from dpfd.sim.sysfs import EmulatedSysfs, VethVfNetdevs
 
 
@@ -56,6 +58,9 @@ class RackPlan(_Plan):
     hosts: list[HostPlan]
     install_bytes_per_s: float = Field(default=0.0, ge=0.0, description="DMS install pace; 0 = unthrottled.")
     reboot_seconds: float = Field(default=1.0, ge=0.0)
+    dataplane: Literal["off", "ovs"] = Field(
+        default="off", description="ovs: each BlueField gets its own Open vSwitch (br-sfc) for its DPU's dpfd."
+    )
     sriov_poll_seconds: float = Field(default=0.05, gt=0.0, description="How often the emulated kernel looks at "
                                       "sriov_numvfs writes (per host; a hundred hosts share one process).")  # fmt: skip
     dpu_os: Literal["off", "dpfd", "join"] = Field(
@@ -63,6 +68,9 @@ class RackPlan(_Plan):
         description="What a flashed DPU boots: nothing; a real dpfd (role dpu); or only that dpfd's cluster join "
         "(for many DPUs on one machine).",
     )
+
+
+OVS_RECORD = "ovs.json"  # in a BlueField's state dir: where its Open vSwitch runs (dpf-sim exec reads it)
 
 
 def address_of_dpu(dpu: DpuPlan) -> str:
@@ -104,6 +112,7 @@ class Rack:
         self.dms: dict[str, EmulatedDms] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._netns: list[str] = []
+        self.ovs: dict[str, PrivateOvs] = {}
 
     async def start(self) -> None:
         try:
@@ -122,13 +131,16 @@ class Rack:
         for dpu in host.dpus:
             if not sysfs.function_dir(f"{dpu.pci}.0").exists():  # a restarted rack keeps the tree it made
                 sysfs.add_bluefield(pci=dpu.pci, model=dpu.model, pf_names=dpu.pf_names, total_vfs=dpu.total_vfs)
+            dataplane = await self._start_ovs(dpu) if self.plan.dataplane == "ovs" else None
             dms = EmulatedDms(
                 address_of_dpu(dpu),
                 state_dir=dpu.state_dir,
                 install_bytes_per_s=self.plan.install_bytes_per_s,
                 reboot_seconds=self.plan.reboot_seconds,
                 name=dpu.name,
-                dpu_os=None if self.plan.dpu_os == "off" else DpuOsOptions(join_only=self.plan.dpu_os == "join"),
+                dpu_os=None
+                if self.plan.dpu_os == "off"
+                else DpuOsOptions(join_only=self.plan.dpu_os == "join", dataplane=dataplane),
             )
             await dms.start()
             self.dms[dpu.name] = dms
@@ -139,12 +151,25 @@ class Rack:
             )
         )
 
+    async def _start_ovs(self, dpu: DpuPlan) -> dict[str, Any]:
+        """The BlueField's Open vSwitch with br-sfc as DPF's flavor script makes it; returns the `dataplane:` settings
+        its dpfd gets, and records where it runs for `dpf-sim exec`."""
+        ovs = await asyncio.to_thread(PrivateOvs().start)
+        self.ovs[dpu.name] = ovs
+        await asyncio.to_thread(ovs.add_bridge, "br-sfc")
+        record = {"name": dpu.name, "netns": ovs.netns, "rundir": str(ovs.rundir), "db": ovs.db}
+        dpu.state_dir.mkdir(parents=True, exist_ok=True)
+        (dpu.state_dir / OVS_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        return {"ovsdb": ovs.db, "ofctlTarget": ovs.mgmt("br-sfc"), "portType": "internal"}
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for dms in self.dms.values():
             await dms.stop()
+        for ovs in self.ovs.values():
+            await asyncio.to_thread(ovs.stop)
         for name in self._netns:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(remove_netns, name)

@@ -94,6 +94,7 @@ def rack_plan(
     timing: FlashTiming,
     *,
     dpu_os: Literal["off", "dpfd", "join"] = "dpfd",
+    dataplane: Literal["off", "ovs"] = "off",
 ) -> RackPlan:
     hosts = [
         host_plan(node, i, state_dir)
@@ -105,6 +106,7 @@ def rack_plan(
         install_bytes_per_s=timing.install_bytes_per_s,
         reboot_seconds=timing.reboot_seconds,
         dpu_os=dpu_os,
+        dataplane=dataplane,
     )
 
 

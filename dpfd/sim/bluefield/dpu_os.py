@@ -83,6 +83,7 @@ class DpuOsOptions:
     env: Mapping[str, str] = field(default_factory=dict)
     stop_timeout: float = 10.0
     join_only: bool = False
+    dataplane: Mapping[str, Any] | None = None  # merged into dpfd.yaml's `dataplane:` (the BlueField's own OVS)
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,8 @@ class DpuOs:
         data["runtimeDir"] = str(self.root / DPFD_RUNTIME)
         if isinstance(data.get("join"), dict):
             data["join"]["kubeadm"] = str(self.dir / BIN_DIR / "kubeadm")
+        if self.options.dataplane is not None:
+            data["dataplane"] = {**(data.get("dataplane") or {}), **self.options.dataplane}
         return yaml.safe_dump(data, sort_keys=False).encode()
 
     def _write_kubeadm_shim(self) -> Path:

@@ -11,10 +11,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from pyroute2 import IPRoute, netns
 
 from dpfd.host.discovery import node_labels, scan
 from dpfd.host.dms.client import DmsClient
+from dpfd.sim.bluefield.dpu_os import DpuOs, DpuOsOptions
+from dpfd.sim.ovs import missing_ovs
 from dpfd.sim.ports import free_port
 from dpfd.sim.rack import DpuPlan, HostPlan, Rack, RackPlan, address_of_dpu
 
@@ -90,3 +93,41 @@ def test_a_bad_plan_is_refused_with_the_file_and_the_field(tmp_path: Path) -> No
                          capture_output=True, text=True, timeout=30)  # fmt: skip
     assert out.returncode == 2
     assert str(plan_file) in out.stderr and "sysfs_root" in out.stderr
+
+
+async def test_with_a_data_plane_each_bluefield_gets_its_own_ovs_reachable_through_dpf_sim_exec(tmp_path: Path) -> None:
+    if why := missing_ovs():
+        pytest.skip(why)
+    ns = f"dpf-rack-{uuid.uuid4().hex[:8]}"
+    plan = _plan(tmp_path, ns).model_copy(update={"dataplane": "ovs"})
+    rack = Rack(plan)
+    await rack.start()
+    try:
+        name = plan.hosts[0].dpus[0].name
+        assert set(rack.ovs) == {d.name for d in plan.hosts[0].dpus}
+        exec_ = [sys.executable, "-m", "dpfd.sim.cli", "exec", name, "--state-dir", str(tmp_path), "--"]
+        out = await asyncio.to_thread(subprocess.run, [*exec_, "ovs-vsctl", "list-br"], capture_output=True,
+                                      text=True, timeout=30)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["br-sfc"]
+        # The command runs in the DPU's namespace: the userspace datapath's tap for br-sfc is there.
+        out = await asyncio.to_thread(subprocess.run, [*exec_, "ip", "-o", "link", "show", "br-sfc"],
+                                      capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert out.returncode == 0 and "br-sfc" in out.stdout, out.stderr
+        unknown = await asyncio.to_thread(subprocess.run, [*exec_[:4], "nope", *exec_[5:], "true"],
+                                          capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert unknown.returncode == 2 and "no emulated DPU 'nope'" in unknown.stderr and name in unknown.stderr
+    finally:
+        await rack.stop()
+    assert not any(o.netns in netns.listnetns() for o in rack.ovs.values() if o.netns)
+
+
+def test_the_dpu_os_points_its_dpfd_at_the_bluefields_own_ovs(tmp_path: Path) -> None:
+    dpu_os = DpuOs(
+        tmp_path, "w1-0000-03-00", DpuOsOptions(dataplane={"ovsdb": "unix:/x/db.sock", "portType": "internal"})
+    )
+    config = tmp_path / "dpfd.yaml"
+    config.write_text("node: w1-0000-03-00\nrole: dpu\netcd: {endpoints: ['http://127.0.0.1:2379']}\n")
+    data = yaml.safe_load(dpu_os._dpu_config(config))
+    assert data["dataplane"] == {"ovsdb": "unix:/x/db.sock", "portType": "internal"}
+    assert data["stateDir"].startswith(str(tmp_path))
