@@ -63,7 +63,12 @@ class NodeAgent:
         self._reconcilers: dict[str, Reconciler] = {}
         self.session: Session | None = None
         link = AgentLink(
-            kick=self.kick, store=store, session=self._live_session, holder=f"{self.node} pid {os.getpid()}"
+            kick=self.kick,
+            store=store,
+            session=self._live_session,
+            holder=f"{self.node} pid {os.getpid()}",
+            kick_kind=self.kick_kind,
+            refs=self.refs_of,
         )
         for r in reconcilers:
             if r.kind in self._reconcilers:
@@ -306,6 +311,15 @@ class NodeAgent:
             self._runner.kick(ref)
         else:
             self._runner.kick_after(ref, delay)
+
+    def kick_kind(self, kind: str) -> None:
+        """Reconcile every intent of `kind` again now."""
+        for ref in self.refs_of(kind):
+            self.kick(ref)
+
+    def refs_of(self, kind: str) -> list[ObjectRef]:
+        """This node's intents of `kind`."""
+        return [ref for ref in self.view.refs() if ref.kind == kind]
 
     async def _reconcile_ref(self, ref: ObjectRef) -> None:
         if not self.registered.is_set():

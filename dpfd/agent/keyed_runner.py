@@ -8,13 +8,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+
+class _Slot:
+    """One run's hold on the concurrency semaphore, which the work may hand back while it only waits."""
+
+    def __init__(self, sem: asyncio.Semaphore) -> None:
+        self.sem = sem
+        self.held = False
+        self.task = asyncio.current_task()  # tasks the work starts inherit the context, not the slot
+
+    async def acquire(self) -> None:
+        await self.sem.acquire()
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.sem.release()
+
+
+_slot: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("keyed_runner_slot", default=None)
+
+
+async def outside_slot(waiting: Awaitable[T]) -> T:
+    """Await `waiting` without holding the run's concurrency slot (taken back afterwards).
+
+    For work that has handed its job to something shared (a bundle applier) and only waits for it: other keys run
+    meanwhile, so their jobs can join the same shared step. Outside a KeyedRunner run it just awaits.
+    """
+    slot = _slot.get()
+    if slot is None or not slot.held or slot.task is not asyncio.current_task():
+        return await waiting
+    slot.release()
+    try:
+        return await waiting
+    finally:
+        await slot.acquire()
 
 
 class KeyedRunner(Generic[K]):
@@ -77,7 +116,10 @@ class KeyedRunner(Generic[K]):
         try:
             while True:
                 self._dirty.discard(key)
-                async with self._sem:
+                slot = _Slot(self._sem)
+                await slot.acquire()
+                token = _slot.set(slot)
+                try:
                     # Yield once holding the slot: work that never awaits (a quick reconcile) would otherwise run
                     # a whole burst of kicks in one loop iteration, holding off keepalives, watch events and
                     # signals (SIGTERM must stop a burst midway) until all of it is done.
@@ -89,6 +131,9 @@ class KeyedRunner(Generic[K]):
                     except Exception:
                         # The work handles its own failures; this keeps a bug from ending the key's loop.
                         log.exception("event=work_crashed key=%s", key)
+                finally:
+                    _slot.reset(token)
+                    slot.release()
                 if key not in self._dirty or self._stopping:
                     return
         finally:

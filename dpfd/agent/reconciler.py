@@ -21,12 +21,16 @@ class AgentLink:
     `kick(ref, delay)` reconciles `ref` again after `delay` seconds. `store` and `session()` (the agent's live etcd
     session, None while it has none) let the reconciler own work through store locks bound to that session;
     `holder` names this process in them. Without a store (the machine tested alone) there is nothing to lock with.
+    `kick_kind(kind)` reconciles every intent of a kind again now (the machine lost what they made, e.g. a
+    restarted ovs-vswitchd lost its flows); `refs(kind)` names the intents of a kind this node has.
     """
 
     kick: Kick
     store: Store | None = None
     session: Callable[[], Session | None] = lambda: None
     holder: str = ""
+    kick_kind: Callable[[str], None] = lambda kind: None
+    refs: Callable[[str], list[ObjectRef]] = lambda kind: []
 
 
 @runtime_checkable

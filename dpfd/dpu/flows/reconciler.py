@@ -3,7 +3,8 @@
 Each port's serviceInterface selector is resolved to an ofport by the lookup the reconciler is given (ports are
 another reconciler's work). While a port is missing, the chain's current flows stay as they are, the report says
 which port is missing, and the chain is retried every `retry` seconds, as DPF requeues. Deleting the chain (or
-its intent) deletes its cookie's flows.
+its intent) deletes its cookie's flows. A reconcile hands the chain to the bridge's bundle applier and waits for
+that bundle outside the agent's concurrency slot; the report is Ready once the bundle is applied.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from dpfd.agent.keyed_runner import outside_slot
 from dpfd.agent.reconciler import AgentLink, Kick
 from dpfd.api.conditions import Condition
 from dpfd.api.intents import Intent, ObjectRef, Report
@@ -83,7 +85,11 @@ class ServiceChainReconciler:
             self._kick(ref, self.retry)
             return self._report(intent, PHASE_PENDING, "False", "PortsNotReady", str(e))
         flows = chain_flows(cookie, switches)
-        await self.flows.set(cookie, flows)
+        applied = self.flows.submit(cookie, flows)
+        if applied is not None:
+            # Wait for the bundle holding the chain without the agent's concurrency slot: other chains reconcile
+            # meanwhile and join the same bundle.
+            await outside_slot(applied)
         self._refs.add(ref)
         details: dict[str, Any] = {"cookie": f"{cookie:#x}", "flows": len(flows), "ofports": switches}
         return self._report(intent, PHASE_READY, "True", "FlowsApplied", f"{len(flows)} flows", details)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
-from dpfd.agent.keyed_runner import KeyedRunner
+from dpfd.agent.keyed_runner import KeyedRunner, outside_slot
+from tests.waiting import eventually
 
 
 class Work:
@@ -134,3 +135,38 @@ async def test_stop_does_not_start_queued_work() -> None:
     asyncio.get_running_loop().call_soon(work.release["running"].set)
     assert await r.stop(grace=5.0) is True
     assert work.runs == {"running": 1}
+
+
+async def test_work_waiting_outside_its_slot_lets_other_keys_run() -> None:
+    gate = asyncio.Event()
+    order: list[str] = []
+    active = 0
+    peak = 0
+
+    async def work(key: str) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        order.append(f"start {key}")
+        active -= 1
+        await outside_slot(gate.wait())  # all four wait here at once although the limit is one
+        active += 1
+        peak = max(peak, active)
+        order.append(f"end {key}")
+        active -= 1
+
+    r: KeyedRunner[str] = KeyedRunner(work, concurrency=1)
+    for k in "abcd":
+        r.kick(k)
+    await eventually(lambda: len(order) == 4, within=5, what="every key started while the first waits")
+    assert order == [f"start {k}" for k in "abcd"]
+    gate.set()
+    await wait_idle(r)
+    assert sorted(order[4:]) == [f"end {k}" for k in "abcd"] and peak == 1
+
+
+async def test_outside_slot_without_a_runner_just_awaits() -> None:
+    async def seven() -> int:
+        return 7
+
+    assert await outside_slot(seven()) == 7
