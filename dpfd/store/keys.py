@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote, unquote
+
 from dpfd.api.intents import ObjectRef
 
 ROOT = "/dpf/v1/"
@@ -62,3 +64,42 @@ def semaphore_prefix(name: str) -> str:
 def election_prefix(name: str) -> str:
     """Candidates of election `name` are the keys under this prefix."""
     return ELECTIONS_PREFIX + _seg(name) + "/"
+
+
+IPAM_PREFIX = ROOT + "ipam/"
+
+
+def ipam_pool_prefix(pool: str) -> str:
+    """Everything of IPAM pool `pool`: its marker key, its per-node ranges and their address allocations."""
+    return IPAM_PREFIX + _seg(pool) + "/"
+
+
+def ipam_pool_key(pool: str) -> str:
+    """The pool's marker: rewritten by every change of its ranges, so its mod_revision orders those changes."""
+    return ipam_pool_prefix(pool) + "pool"
+
+
+def ipam_ranges_prefix(pool: str) -> str:
+    return ipam_pool_prefix(pool) + "ranges/"
+
+
+def ipam_range_key(pool: str, node: str) -> str:
+    return ipam_ranges_prefix(pool) + _seg(node)
+
+
+def ipam_node_prefix(pool: str, node: str) -> str:
+    """The address allocations of `node` in `pool` (deleted with the node's range)."""
+    return ipam_pool_prefix(pool) + "alloc/" + _seg(node) + "/"
+
+
+def ipam_address_key(pool: str, node: str, address: str) -> str:
+    return ipam_node_prefix(pool, node) + "ip/" + _seg(address)
+
+
+def ipam_owner_key(pool: str, node: str, owner: str) -> str:
+    """Owners ("<containerId>/<ifname>") are percent-encoded: a key segment has no '/'."""
+    return ipam_node_prefix(pool, node) + "owner/" + _seg(quote(owner, safe=""))
+
+
+def ipam_owner_of_key(key: str) -> str:
+    return unquote(key.rsplit("/", 1)[1])
