@@ -1,8 +1,8 @@
 """Wiring: caches that every replica keeps warm, and the work only the leader does.
 
-Informers (Nodes, DPUSets, DPUs, BFBs, DPUFlavors, DPUClusters) and the etcd views (reports, members) run on every replica, so a standby
+Informers (Nodes, DPUSets, DPUs, BFBs, DPUFlavors, DPUClusters, DPUServiceInterfaces, DPUServiceChains) and the etcd views (reports, members) run on every replica, so a standby
 that wins the election starts from warm caches. A leadership term builds a fresh IntentPublisher (which
-loads what is in etcd), the provisioning reconcilers, the context work (node effects, BFBs, host discovery,
+loads what is in etcd), the provisioning reconcilers, the chaining fan-outs, the context work (node effects, BFBs, host discovery,
 DPU cluster answers) and the status writer, enqueues everything once, and runs until the term ends.
 """
 
@@ -12,6 +12,9 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from controller.chains.family import DPUSERVICECHAINS, DPUSERVICEINTERFACES
+from controller.chains.fanout import FanoutDeps
+from controller.chains.work import ChainWork
 from controller.dpucluster import DpuClusters
 from controller.kube.client import KubeClient
 from controller.kube.events import EventRecorder
@@ -55,8 +58,10 @@ class _LeaderWork:
         context: ContextWork,
         status: StatusWriter,
         publisher: IntentPublisher,
+        chains: ChainWork,
     ) -> None:
         self.provisioning = provisioning
+        self.chains = chains
         self.context = context
         self.status = status
         self.publisher = publisher
@@ -81,6 +86,8 @@ class Controller:
         self.bfbs = Informer(kube, BFBS, resync_period=resync)
         self.flavors = Informer(kube, DPUFLAVORS, resync_period=resync)
         self.clusters = Informer(kube, DPUCLUSTERS, resync_period=resync)
+        self.service_interfaces = Informer(kube, DPUSERVICEINTERFACES, resync_period=resync)
+        self.service_chains = Informer(kube, DPUSERVICECHAINS, resync_period=resync)
         index_dpus(self.dpus)
         index_context_users(self.dpus, self.dpusets)
         self.cluster_access = cluster_access
@@ -96,6 +103,8 @@ class Controller:
         self.bfbs.add_handler(self._on_bfb)
         self.flavors.add_handler(self._on_flavor)
         self.clusters.add_handler(self._on_cluster)
+        self.service_interfaces.add_handler(self._on_service_interface)
+        self.service_chains.add_handler(self._on_service_chain)
         self.reports.add_handler(self._on_report)
         self.members.add_handler(self._on_member)
 
@@ -108,6 +117,8 @@ class Controller:
             tg.create_task(self.bfbs.run(), name="informer-bfbs")
             tg.create_task(self.flavors.run(), name="informer-dpuflavors")
             tg.create_task(self.clusters.run(), name="informer-dpuclusters")
+            tg.create_task(self.service_interfaces.run(), name="informer-dpuserviceinterfaces")
+            tg.create_task(self.service_chains.run(), name="informer-dpuservicechains")
             tg.create_task(self.reports.run(), name="reports")
             tg.create_task(self.members.run(), name="members")
             if self.events is not None:
@@ -123,6 +134,8 @@ class Controller:
             self.bfbs.synced,
             self.flavors.synced,
             self.clusters.synced,
+            self.service_interfaces.synced,
+            self.service_chains.synced,
             self.reports.synced,
             self.members.synced,
         ]
@@ -180,8 +193,22 @@ class Controller:
             busy=provisioning.busy,
             wait_idle=provisioning.wait_idle,
         )
-        self.work = _LeaderWork(provisioning, context, status, publisher)
+        chains = ChainWork(
+            FanoutDeps(
+                client=self.kube,
+                clusters=self.clusters,
+                cluster_access=self.cluster_access,
+                members=self.members,
+                reports=self.reports,
+                publisher=publisher,
+            ),
+            self.service_interfaces,
+            self.service_chains,
+            workers=max(1, self.options.workers // 4),
+        )
+        self.work = _LeaderWork(provisioning, context, status, publisher, chains)
         provisioning.enqueue_all()
+        chains.enqueue_all()
         context.enqueue_all()
         status.enqueue_all()
         log.info(
@@ -198,11 +225,13 @@ class Controller:
                 tg.create_task(provisioning.run(), name="provisioning")
                 tg.create_task(context.run(), name="provisioning-context")
                 tg.create_task(status.run(), name="status")
+                tg.create_task(chains.run(), name="chains")
                 tg.create_task(self._watch_publisher(publisher), name="publisher-guard")
         finally:
             self.work = None
             provisioning.shut_down()
             context.shut_down()
+            chains.shut_down()
             status.queue.shut_down()
             await publisher.stop(flush=term.graceful)
 
@@ -241,10 +270,20 @@ class Controller:
                 self.cluster_access.watch(obj)
         if self.work is not None:
             self.work.context.on_cluster(event, obj, old)
+            self.work.chains.on_cluster(event, obj, old)
+
+    def _on_service_interface(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        if self.work is not None:
+            self.work.chains.on_interface(event, obj, old)
+
+    def _on_service_chain(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        if self.work is not None:
+            self.work.chains.on_chain(event, obj, old)
 
     def _on_cluster_node(self, cluster: ObjKey, node: str) -> None:
         if self.work is not None:
             self.work.context.on_cluster_node(cluster, node)
+            self.work.chains.on_cluster_node(cluster, node)
 
     def _on_dpu(self, event: EventType, obj: Obj, old: Obj | None) -> None:
         if self.work is not None:
@@ -259,8 +298,10 @@ class Controller:
             self.work.status.enqueue(ref)
             self.work.provisioning.on_report(node, ref, report)
             self.work.context.on_report(node, ref, report)
+            self.work.chains.on_report(node, ref, report)
 
     def _on_member(self, node: str, present: bool) -> None:
         if self.work is not None:
             self.work.provisioning.on_member(node, present)
             self.work.context.on_member(node, present)
+            self.work.chains.on_member(node, present)

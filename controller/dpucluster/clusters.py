@@ -198,6 +198,13 @@ class DpuClusters:
         c = self._clusters.get(cluster_key)
         return c.nodes.get("", node) if c is not None and c.nodes is not None else None
 
+    def nodes(self, cluster_key: ObjKey) -> list[Obj] | None:
+        """The cluster's Nodes; None while they are not known (not connected, or the first list is not back)."""
+        c = self._clusters.get(cluster_key)
+        if c is None or c.nodes is None or not c.nodes.synced.is_set():
+            return None
+        return c.nodes.list()
+
     def node_ready(self, cluster_key: ObjKey, node: str) -> bool | None:
         """Whether Node `node` of the cluster has condition Ready=True; None while that cluster's Nodes are not
         synced (not connected yet, or its first list has not come back)."""

@@ -1,0 +1,75 @@
+"""One leadership term's chaining work: the DPUServiceInterface and DPUServiceChain fan-outs, and the cache
+events that feed them (a DPUCluster or DPU Node changing, a dpfd joining or leaving, a child's report)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from controller.chains.family import CHAINS, INTERFACES
+from controller.chains.fanout import FanoutDeps, FanoutReconciler
+from controller.kube.informer import EventType, Informer
+from controller.kube.objects import Obj, ObjKey, labels_of
+from dpfd.api.intents import ObjectRef, Report
+
+
+class ChainWork:
+    def __init__(self, deps: FanoutDeps, interfaces: Informer, chains: Informer, *, workers: int = 2) -> None:
+        self.interfaces = FanoutReconciler(INTERFACES, interfaces, deps)
+        self.chains = FanoutReconciler(CHAINS, chains, deps)
+        self.all = (self.interfaces, self.chains)
+        self.workers = workers
+        self.access = deps.cluster_access
+        self._node_labels: dict[tuple[ObjKey, str], dict[str, str] | None] = {}  # what selection last saw
+
+    def enqueue_all(self) -> None:
+        for r in self.all:
+            r.enqueue_all()
+
+    def _requeue_everything(self) -> None:
+        for r in self.all:
+            for key in r.informer.list_keys():
+                r.queue.add(key)
+
+    def on_interface(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        self.interfaces.on_object(event, obj, old)
+
+    def on_chain(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        self.chains.on_object(event, obj, old)
+
+    def on_cluster(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        self._requeue_everything()  # its labels may now match other clusterSelectors
+
+    def on_cluster_node(self, cluster: ObjKey, node: str) -> None:
+        # Only a Node appearing, going or changing labels matters to nodeSelectors (not its status heartbeats).
+        obj = self.access.node(cluster, node) if self.access is not None else None
+        labels = labels_of(obj) if obj is not None else None
+        mark = (cluster, node)
+        if mark in self._node_labels and self._node_labels[mark] == labels:
+            return
+        if labels is None:
+            self._node_labels.pop(mark, None)
+        else:
+            self._node_labels[mark] = labels
+        self._requeue_everything()
+
+    def on_member(self, node: str, present: bool) -> None:
+        self._requeue_everything()
+
+    def on_report(self, node: str, ref: ObjectRef, report: Report | None) -> None:
+        for r in self.all:
+            r.on_report(node, ref, report)
+
+    def busy(self) -> bool:
+        return not all(r.queue.idle() for r in self.all)
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for r in self.all:
+                    tg.create_task(r.run(self.workers), name=f"fanout-{r.family.kind}")
+        finally:
+            self.shut_down()
+
+    def shut_down(self) -> None:
+        for r in self.all:
+            r.queue.shut_down()
