@@ -8,7 +8,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from dpfd.store import Store
-from dpfd.store.ipam_addrs import Addresses
+from dpfd.store.ipam_addrs import Addresses, NodeAllocations
 from dpfd.store.ipam_ranges import PoolRanges
 from dpfd.store.ipam_types import AddressesExhausted, NodeRange
 from tests.integration.ipam.claims import allocate_many
@@ -90,15 +90,24 @@ async def test_leaks_are_collected(store: Store) -> None:
 
 
 async def test_an_allocation_never_lands_in_a_replaced_range(store: Store) -> None:
-    """The controller moves the node's range between the read and the commit: the commit must fail and the
-    address come from the new range."""
+    """The controller moves the node's range between allocate's read and its commit: the commit must fail
+    and the address come from the new range."""
     await give_range(store, "p", "n")
-    addrs = Addresses(store)
-    stale = await addrs.read("p", "n")
     ranges = PoolRanges(store)
-    state = await ranges.read("p")
     moved = NodeRange(IPv4Network("203.0.113.0/28"), IPv4Address("203.0.113.0"), IPv4Address("203.0.113.15"))
-    assert await ranges.apply(state, {"n": moved}, {})
+
+    class MovedAfterRead(Addresses):
+        reads = 0
+
+        async def read(self, pool: str, node: str) -> NodeAllocations:
+            state = await super().read(pool, node)
+            self.reads += 1
+            if self.reads == 1:  # the range this read saw is replaced before allocate commits
+                assert await ranges.apply(await ranges.read(pool), {node: moved}, {})
+            return state
+
+    addrs = MovedAfterRead(store)
     addr, rng = await addrs.allocate("p", "n", "o/eth0")
+    assert addrs.reads == 2
     assert rng == moved and addr in IPv4Network("203.0.113.0/28")
-    assert stale.range.subnet == SUBNET
+    assert await Addresses(store).owners("p", "n") == {"o/eth0": addr}
