@@ -139,6 +139,11 @@ OVS_BRIDGE_RE = r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,14}$"  # an OVS bridge is a netde
 class DataplaneConfig(_CamelModel):
     """The DPU role's data plane (DPF's sfc-controller): Open vSwitch ports and flows. Defaults suit a real DPU."""
 
+    # Off: the dpu role runs without OVS (no ServiceInterface/ServiceChain reconcilers, no CNI socket); their
+    # intents are reported KindNotHandled.
+    enabled: bool = False
+    cni_socket: Path | None = None  # the SFC CNI plugin's socket; default: <runtimeDir>/sfc-cni.sock
+    chain_retry: float = Field(default=2.0, gt=0)  # s between tries of a chain whose ports are not there yet
     ovsdb: str = "unix:/var/run/openvswitch/db.sock"  # the Open_vSwitch database (ovsdbapp remote)
     ovsdb_timeout: float = Field(default=10.0, gt=0)  # s, an OVSDB transaction
     apply_timeout: float = Field(default=10.0, gt=0)  # s for ovs-vswitchd to apply a port change before a retry

@@ -25,6 +25,7 @@ from dpfd.systemd_notify import SystemdNotifier
 
 if TYPE_CHECKING:
     from dpfd.agent.reconciler import Reconciler
+    from dpfd.dpu.dataplane import Dataplane
     from dpfd.dpu.joiner import DpuRole
     from dpfd.store import Store
 
@@ -50,12 +51,23 @@ def _source_tree_version() -> str:
         return "0+unknown"
 
 
-def reconcilers_for(config: DpfdConfig) -> list[Reconciler]:
+def reconcilers_for(config: DpfdConfig, dataplane: Dataplane | None = None) -> list[Reconciler]:
     if config.role == "host":
         from dpfd.host.setup import host_reconcilers
 
         return host_reconcilers(config)
-    return []  # the dpu role's reconcilers (OVS, IPAM, CNI) come with their issues; its join: _start_dpu_role
+    # The dpu role: ServiceInterface and ServiceChain on OVS when dataplane.enabled (see dataplane_for); its
+    # cluster join: _start_dpu_role.
+    return dataplane.reconcilers() if dataplane is not None else []
+
+
+def dataplane_for(config: DpfdConfig) -> Dataplane | None:
+    """The DPU's data plane (OVS ports and flows, the SFC CNI socket) when the config asks for one."""
+    if config.role != "dpu" or not config.dataplane.enabled:
+        return None
+    from dpfd.dpu.dataplane import Dataplane
+
+    return Dataplane(config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,10 +135,11 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
             await dpu_role.stop()
         watchdog.cancel()
         return 0
+    dataplane = dataplane_for(config)
     agent = NodeAgent(
         config,
         store,
-        reconcilers_for(config),
+        reconcilers_for(config, dataplane),
         AgentOptions(
             version=version(),
             shutdown_timeout=SHUTDOWN_TIMEOUT,
@@ -135,6 +148,8 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
             ),
         ),
     )
+    if dataplane is not None:
+        await dataplane.start(agent.ready)
     await agent.start()
     ready = loop.create_task(agent.ready.wait())
     stopped = loop.create_task(stop.wait())
@@ -147,6 +162,8 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
     log.info("stopping", node=config.node, in_flight=agent.busy)
     notifier.stopping("finishing in-flight work")
     clean = await agent.stop(SHUTDOWN_TIMEOUT)
+    if dataplane is not None:
+        await dataplane.stop()
     if dpu_role is not None:
         await dpu_role.stop()
     with contextlib.suppress(Exception):

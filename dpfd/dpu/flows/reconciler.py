@@ -53,9 +53,11 @@ class ServiceChainReconciler:
         self.retry = retry
         self._refs: set[ObjectRef] = set()
         self._kick: Kick = lambda ref, delay: None
+        self.link: AgentLink | None = None
 
     def bind(self, link: AgentLink) -> None:
         self._kick = link.kick
+        self.link = link
 
     async def close(self) -> None:
         return None

@@ -153,6 +153,15 @@ class OvsdbConnection:
 
         return await asyncio.to_thread(run)
 
+    def read_now(self, fn: Callable[[Any], T]) -> T | None:
+        """`fn(tables)` on the IDL's replica right now, on this thread (a quick lookup, no round trip); None when
+        not connected. `fn` must copy what it returns."""
+        api, conn = self._api, self._conn
+        if api is None or conn is None:
+            return None
+        with conn.lock:
+            return fn(api.tables)
+
     async def cfg(self) -> tuple[int, int]:
         """(cur_cfg, next_cfg) of the Open_vSwitch row: ovs-vswitchd has applied everything when they are equal."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -18,6 +18,14 @@ from dpfd.dpu.ovs.sync import SyncOwnedPorts, SyncResult
 log = logging.getLogger(__name__)
 
 KIND = "ServiceInterface"
+
+
+class IntentIndex(Protocol):
+    def put(self, intent: Intent) -> None: ...
+
+    def remove(self, ref: ObjectRef) -> None: ...
+
+
 COND_READY = "Ready"
 PHASE_READY = "Ready"
 PHASE_PENDING = "Pending"
@@ -37,8 +45,9 @@ class ServiceInterfaceReconciler:
     kind = KIND
 
     def __init__(self, conn: OvsdbConnection, node: str, settings: PortSettings | None = None,
-                 apply_timeout: float = 10.0) -> None:  # fmt: skip
+                 apply_timeout: float = 10.0, index: IntentIndex | None = None) -> None:  # fmt: skip
         self.conn = conn
+        self.index = index  # told every intent seen and every one released (the chains' port lookup reads it)
         self.node = node
         self.settings = settings or PortSettings()
         self.apply_timeout = apply_timeout
@@ -46,6 +55,8 @@ class ServiceInterfaceReconciler:
     async def reconcile(self, ref: ObjectRef, intent: Intent | None) -> Report | None:
         owner = owner_id(ref.namespace, ref.name)
         if intent is None or intent.deleting:
+            if self.index is not None:
+                self.index.remove(ref)
             await self._sync(owner, [])
             if intent is None:
                 return None
@@ -61,6 +72,8 @@ class ServiceInterfaceReconciler:
             await self._sync(owner, wanted)
         except PortError as e:
             return self._report(intent, PHASE_FAILED, False, "PortConflict", str(e))
+        if self.index is not None:
+            self.index.put(intent)  # after its ports exist: chains waiting for them look again
         if not wanted:
             return self._report(intent, PHASE_READY, True, "NothingToCreate",
                                 f"interfaceType {spec.interfaceType}: the port is added at CNI ADD")  # fmt: skip
