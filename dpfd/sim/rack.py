@@ -160,7 +160,7 @@ class Rack:
         record = {"name": dpu.name, "netns": ovs.netns, "rundir": str(ovs.rundir), "db": ovs.db}
         dpu.state_dir.mkdir(parents=True, exist_ok=True)
         (dpu.state_dir / OVS_RECORD).write_text(json.dumps(record, indent=1) + "\n")
-        return {"ovsdb": ovs.db, "ofctlTarget": ovs.mgmt("br-sfc"), "portType": "internal"}
+        return {"enabled": True, "ovsdb": ovs.db, "ofctlTarget": ovs.mgmt("br-sfc"), "portType": "internal"}
 
     async def stop(self) -> None:
         for task in self._tasks:
