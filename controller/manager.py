@@ -1,8 +1,9 @@
 """Wiring: caches that every replica keeps warm, and the work only the leader does.
 
-Informers (Nodes, DPUSets, DPUs, BFBs, DPUFlavors, DPUClusters, DPUServiceInterfaces, DPUServiceChains) and the etcd views (reports, members) run on every replica, so a standby
+Informers (Nodes, DPUSets, DPUs, BFBs, DPUFlavors, DPUClusters, DPUServiceInterfaces, DPUServiceChains,
+DPUServiceIPAMs) and the etcd views (reports, members) run on every replica, so a standby
 that wins the election starts from warm caches. A leadership term builds a fresh IntentPublisher (which
-loads what is in etcd), the provisioning reconcilers, the chaining fan-outs, the context work (node effects, BFBs, host discovery,
+loads what is in etcd), the provisioning reconcilers, the chaining fan-outs, the DPUServiceIPAM pools, the context work (node effects, BFBs, host discovery,
 DPU cluster answers) and the status writer, enqueues everything once, and runs until the term ends.
 """
 
@@ -16,6 +17,8 @@ from controller.chains.family import DPUSERVICECHAINS, DPUSERVICEINTERFACES
 from controller.chains.fanout import FanoutDeps
 from controller.chains.work import ChainWork
 from controller.dpucluster import DpuClusters
+from controller.ipam.selection import DPUSERVICEIPAMS
+from controller.ipam.work import IpamWork
 from controller.kube.client import KubeClient
 from controller.kube.events import EventRecorder
 from controller.kube.informer import EventType, Informer
@@ -59,9 +62,11 @@ class _LeaderWork:
         status: StatusWriter,
         publisher: IntentPublisher,
         chains: ChainWork,
+        ipam: IpamWork,
     ) -> None:
         self.provisioning = provisioning
         self.chains = chains
+        self.ipam = ipam
         self.context = context
         self.status = status
         self.publisher = publisher
@@ -88,6 +93,7 @@ class Controller:
         self.clusters = Informer(kube, DPUCLUSTERS, resync_period=resync)
         self.service_interfaces = Informer(kube, DPUSERVICEINTERFACES, resync_period=resync)
         self.service_chains = Informer(kube, DPUSERVICECHAINS, resync_period=resync)
+        self.service_ipams = Informer(kube, DPUSERVICEIPAMS, resync_period=resync)
         index_dpus(self.dpus)
         index_context_users(self.dpus, self.dpusets)
         self.cluster_access = cluster_access
@@ -105,6 +111,7 @@ class Controller:
         self.clusters.add_handler(self._on_cluster)
         self.service_interfaces.add_handler(self._on_service_interface)
         self.service_chains.add_handler(self._on_service_chain)
+        self.service_ipams.add_handler(self._on_service_ipam)
         self.reports.add_handler(self._on_report)
         self.members.add_handler(self._on_member)
 
@@ -119,6 +126,7 @@ class Controller:
             tg.create_task(self.clusters.run(), name="informer-dpuclusters")
             tg.create_task(self.service_interfaces.run(), name="informer-dpuserviceinterfaces")
             tg.create_task(self.service_chains.run(), name="informer-dpuservicechains")
+            tg.create_task(self.service_ipams.run(), name="informer-dpuserviceipams")
             tg.create_task(self.reports.run(), name="reports")
             tg.create_task(self.members.run(), name="members")
             if self.events is not None:
@@ -136,6 +144,7 @@ class Controller:
             self.clusters.synced,
             self.service_interfaces.synced,
             self.service_chains.synced,
+            self.service_ipams.synced,
             self.reports.synced,
             self.members.synced,
         ]
@@ -206,9 +215,18 @@ class Controller:
             self.service_chains,
             workers=max(1, self.options.workers // 4),
         )
-        self.work = _LeaderWork(provisioning, context, status, publisher, chains)
+        ipam = IpamWork(
+            self.kube,
+            self.store,
+            self.service_ipams,
+            self.clusters,
+            self.cluster_access,
+            workers=max(1, self.options.workers // 4),
+        )
+        self.work = _LeaderWork(provisioning, context, status, publisher, chains, ipam)
         provisioning.enqueue_all()
         chains.enqueue_all()
+        ipam.enqueue_all()
         context.enqueue_all()
         status.enqueue_all()
         log.info(
@@ -226,12 +244,14 @@ class Controller:
                 tg.create_task(context.run(), name="provisioning-context")
                 tg.create_task(status.run(), name="status")
                 tg.create_task(chains.run(), name="chains")
+                tg.create_task(ipam.run(), name="ipam")
                 tg.create_task(self._watch_publisher(publisher), name="publisher-guard")
         finally:
             self.work = None
             provisioning.shut_down()
             context.shut_down()
             chains.shut_down()
+            ipam.shut_down()
             status.queue.shut_down()
             await publisher.stop(flush=term.graceful)
 
@@ -271,6 +291,7 @@ class Controller:
         if self.work is not None:
             self.work.context.on_cluster(event, obj, old)
             self.work.chains.on_cluster(event, obj, old)
+            self.work.ipam.on_cluster(event, obj, old)
 
     def _on_service_interface(self, event: EventType, obj: Obj, old: Obj | None) -> None:
         if self.work is not None:
@@ -280,10 +301,15 @@ class Controller:
         if self.work is not None:
             self.work.chains.on_chain(event, obj, old)
 
+    def _on_service_ipam(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        if self.work is not None:
+            self.work.ipam.on_object(event, obj, old)
+
     def _on_cluster_node(self, cluster: ObjKey, node: str) -> None:
         if self.work is not None:
             self.work.context.on_cluster_node(cluster, node)
             self.work.chains.on_cluster_node(cluster, node)
+            self.work.ipam.on_cluster_node(cluster, node)
 
     def _on_dpu(self, event: EventType, obj: Obj, old: Obj | None) -> None:
         if self.work is not None:
