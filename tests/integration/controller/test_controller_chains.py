@@ -136,10 +136,13 @@ async def test_interface_fanout_follows_selectors_members_and_reports(
         assert "numberApplied 2, numberReady 0" in ready["message"]
         await report(store, got["dpu-a p0-dpu-a"])
         await report(store, got["dpu-b p0-dpu-b"], ready=False, phase="Pending")
-        ready = await wait_until(lambda: "numberReady 1" in condition(kube, "DPUServiceInterface", "p0",
-                                 "ServiceInterfaceSetReady").get("message", "") and condition(
-                                     kube, "DPUServiceInterface", "p0", "ServiceInterfaceSetReady"),
-                                 what="one ready")  # fmt: skip
+        def one_ready_one_pending() -> dict[str, Any] | None:
+            # Both reports must be in: the status may show dpu-a's before dpu-b's has arrived.
+            c = condition(kube, "DPUServiceInterface", "p0", "ServiceInterfaceSetReady")
+            message = c.get("message", "")
+            return c if "numberReady 1" in message and "p0-dpu-b: Pending" in message else None
+
+        ready = await wait_until(one_ready_one_pending, what="one ready, one pending")
         assert ready["status"] == "False" and "p0-dpu-b: Pending: no port" in ready["message"]
         assert condition(kube, "DPUServiceInterface", "p0", "Ready")["status"] == "False"
         await report(store, got["dpu-b p0-dpu-b"])
