@@ -136,6 +136,7 @@ async def test_interface_fanout_follows_selectors_members_and_reports(
         assert "numberApplied 2, numberReady 0" in ready["message"]
         await report(store, got["dpu-a p0-dpu-a"])
         await report(store, got["dpu-b p0-dpu-b"], ready=False, phase="Pending")
+
         def one_ready_one_pending() -> dict[str, Any] | None:
             # Both reports must be in: the status may show dpu-a's before dpu-b's has arrived.
             c = condition(kube, "DPUServiceInterface", "p0", "ServiceInterfaceSetReady")
