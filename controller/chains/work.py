@@ -7,8 +7,9 @@ import asyncio
 
 from controller.chains.family import CHAINS, INTERFACES
 from controller.chains.fanout import FanoutDeps, FanoutReconciler
+from controller.dpucluster.node_labels import NodeLabelChanges
 from controller.kube.informer import EventType, Informer
-from controller.kube.objects import Obj, ObjKey, labels_of
+from controller.kube.objects import Obj, ObjKey
 from dpfd.api.intents import ObjectRef, Report
 
 
@@ -19,7 +20,7 @@ class ChainWork:
         self.all = (self.interfaces, self.chains)
         self.workers = workers
         self.access = deps.cluster_access
-        self._node_labels: dict[tuple[ObjKey, str], dict[str, str] | None] = {}  # what selection last saw
+        self._node_changes = NodeLabelChanges(self.access)
 
     def enqueue_all(self) -> None:
         for r in self.all:
@@ -40,17 +41,8 @@ class ChainWork:
         self._requeue_everything()  # its labels may now match other clusterSelectors
 
     def on_cluster_node(self, cluster: ObjKey, node: str) -> None:
-        # Only a Node appearing, going or changing labels matters to nodeSelectors (not its status heartbeats).
-        obj = self.access.node(cluster, node) if self.access is not None else None
-        labels = labels_of(obj) if obj is not None else None
-        mark = (cluster, node)
-        if mark in self._node_labels and self._node_labels[mark] == labels:
-            return
-        if labels is None:
-            self._node_labels.pop(mark, None)
-        else:
-            self._node_labels[mark] = labels
-        self._requeue_everything()
+        if self._node_changes.changed(cluster, node):  # not its status heartbeats
+            self._requeue_everything()
 
     def on_member(self, node: str, present: bool) -> None:
         self._requeue_everything()

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from controller.chains.desired import ClusterNodes, Selection
 from controller.chains.fanout import status_patch
 from controller.dpucluster import DpuClusters
+from controller.dpucluster.node_labels import NodeLabelChanges
 from controller.ipam.plan import PoolExhausted
 from controller.ipam.reconciler import IpamReconciler
 from controller.ipam.selection import (
@@ -35,7 +36,6 @@ from controller.kube.objects import (
     finalizers_of,
     is_deleting,
     key_of,
-    labels_of,
     meta,
 )
 from controller.queue import DONE, Result, WorkQueue, run_workers
@@ -71,7 +71,7 @@ class IpamWork:
         self.queue: WorkQueue[ObjKey] = WorkQueue(KIND)
         self.workers = workers
         self.status_patches = 0
-        self._node_labels: dict[tuple[ObjKey, str], dict[str, str] | None] = {}  # what selection last saw
+        self._node_changes = NodeLabelChanges(self.access)
 
     # -- inputs -------------------------------------------------------------------------------------
     def _cluster_nodes(self, key: ObjKey) -> ClusterNodes:
@@ -181,17 +181,8 @@ class IpamWork:
         self._requeue_everything()  # its labels may now match other clusterSelectors, or its Nodes went
 
     def on_cluster_node(self, cluster: ObjKey, node: str) -> None:
-        # Only a Node appearing, going or changing labels matters to nodeSelectors (not its status heartbeats).
-        obj = self.access.node(cluster, node) if self.access is not None else None
-        labels = labels_of(obj) if obj is not None else None
-        mark = (cluster, node)
-        if mark in self._node_labels and self._node_labels[mark] == labels:
-            return
-        if labels is None:
-            self._node_labels.pop(mark, None)
-        else:
-            self._node_labels[mark] = labels
-        self._requeue_everything()
+        if self._node_changes.changed(cluster, node):  # not its status heartbeats
+            self._requeue_everything()
 
     def enqueue_all(self) -> None:
         self._requeue_everything()

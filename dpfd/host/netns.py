@@ -27,10 +27,11 @@ def _setns(fd: int) -> None:
 
 
 def iproute(netns: str | None) -> IPRoute:
-    """An IPRoute bound to network namespace `netns` (None: the caller's). FileNotFoundError if it does not exist."""
+    """An IPRoute bound to network namespace `netns`: a name under /var/run/netns, or a path (CNI_NETNS gives
+    /proc/<pid>/ns/net or a bind mount); None is the caller's. FileNotFoundError if it does not exist."""
     if not netns:
         return IPRoute()
-    target = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY | os.O_CLOEXEC)
+    target = os.open(netns if os.path.isabs(netns) else os.path.join(NETNS_DIR, netns), os.O_RDONLY | os.O_CLOEXEC)
     try:
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:

@@ -10,7 +10,6 @@ returns at once (no fork, unlike pyroute2's IPRoute(netns=...); see dpfd.host.ne
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import hashlib
 import os
@@ -21,8 +20,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from dpfd.host.netns import iproute as netns_iproute
 
 
 class LinkError(Exception):
@@ -34,33 +32,11 @@ def host_ifname(container_id: str, ifname: str) -> str:
     return "sfc" + hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()[:12]
 
 
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
 @contextlib.contextmanager
 def iproute(netns: str | None) -> Iterator[IPRoute]:
-    """An IPRoute in the namespace at path `netns` (None: the caller's). FileNotFoundError if it is not there."""
-    if not netns:
-        with IPRoute() as ipr:
-            yield ipr
-        return
-    target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-            try:
-                ipr = IPRoute()
-            finally:
-                _setns(own)  # if this fails the thread is in the wrong namespace: let it raise loudly
-        finally:
-            os.close(own)
-    finally:
-        os.close(target)
-    with ipr:
+    """An IPRoute in the namespace at path `netns` (None: the caller's), closed on exit; entered with setns,
+    not pyroute2's fork (see dpfd.host.netns). FileNotFoundError if it is not there."""
+    with netns_iproute(netns) as ipr:
         yield ipr
 
 
