@@ -5,7 +5,8 @@ dpf-sim up --manifests DIR --state-dir DIR    start everything, apply the manife
 dpf-sim down --state-dir DIR                  stop what `up` started in that state dir
 dpf-sim bluefield --listen HOST:PORT          one emulated BlueField (DMS and DPU OS) on its own
 dpf-sim status --state-dir DIR [-o json]      each emulated DPU under DIR: installs, activations, reboots, dpfd
-dpf-sim exec NAME --state-dir DIR -- CMD      run CMD in an emulated DPU's environment (its OVS and namespace)
+dpf-sim exec NAME --state-dir DIR [--in wire|host] -- CMD
+                                              run CMD in an emulated DPU's environment (its OVS and namespace)
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     run_in = sub.add_parser("exec", help="run a command in an emulated DPU's environment (its OVS and namespace)")
     run_in.add_argument("name", help="the DPU's name, e.g. worker-1-0000-03-00")
     run_in.add_argument("--state-dir", type=Path, required=True)
+    run_in.add_argument("--in", dest="side", choices=("dpu", "wire", "host"), default="dpu",
+                        help="dpu: its OVS's namespace (default); wire: where p0/p1 are cabled to (wire0, wire1); "
+                        "host: its host's PFs (facing pf0hpf, pf1hpf)")  # fmt: skip
     run_in.epilog = "The command follows `--`: dpf-sim exec NAME --state-dir DIR -- CMD [ARGS...]"
     argv = sys.argv[1:] if argv is None else argv
     # `exec`'s command is everything after `--`, options and all: split it off before parsing.
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         from dpfd.sim.dpu_exec import ExecError, run
 
         try:
-            return run(args.state_dir.resolve(), args.name, command)
+            return run(args.state_dir.resolve(), args.name, command, args.side)
         except (ExecError, OSError) as e:
             print(f"dpf-sim exec: {e}", file=sys.stderr)
             return 2

@@ -28,6 +28,7 @@ from dpfd.host.netns import NETNS_DIR, iproute
 from dpfd.sim.bluefield.dms_server import EmulatedDms
 from dpfd.sim.bluefield.dpu_os import DpuOsOptions
 from dpfd.sim.ovs import PrivateOvs
+from dpfd.sim.port_ends import PortEnds, make_port_ends, remove_port_ends
 from dpfd.sim.sysfs import EmulatedSysfs, VethVfNetdevs
 
 
@@ -113,6 +114,7 @@ class Rack:
         self._tasks: list[asyncio.Task[None]] = []
         self._netns: list[str] = []
         self.ovs: dict[str, PrivateOvs] = {}
+        self.port_ends: dict[str, PortEnds] = {}
 
     async def start(self) -> None:
         try:
@@ -157,10 +159,13 @@ class Rack:
         ovs = await asyncio.to_thread(PrivateOvs().start)
         self.ovs[dpu.name] = ovs
         await asyncio.to_thread(ovs.add_bridge, "br-sfc")
-        record = {"name": dpu.name, "netns": ovs.netns, "rundir": str(ovs.rundir), "db": ovs.db}
+        ends = await asyncio.to_thread(make_port_ends, ovs, dpu.pf_names)
+        self.port_ends[dpu.name] = ends
+        record = {"name": dpu.name, "netns": ovs.netns, "rundir": str(ovs.rundir), "db": ovs.db, **ends.record()}
         dpu.state_dir.mkdir(parents=True, exist_ok=True)
         (dpu.state_dir / OVS_RECORD).write_text(json.dumps(record, indent=1) + "\n")
-        return {"enabled": True, "ovsdb": ovs.db, "ofctlTarget": ovs.mgmt("br-sfc"), "portType": "internal"}
+        # system: physical and pf ports are the veth ends make_port_ends put in the OVS's namespace.
+        return {"enabled": True, "ovsdb": ovs.db, "ofctlTarget": ovs.mgmt("br-sfc"), "portType": "system"}
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -168,6 +173,8 @@ class Rack:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for dms in self.dms.values():
             await dms.stop()
+        for ends in self.port_ends.values():
+            await asyncio.to_thread(remove_port_ends, ends)
         for ovs in self.ovs.values():
             await asyncio.to_thread(ovs.stop)
         for name in self._netns:

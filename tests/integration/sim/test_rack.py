@@ -4,11 +4,13 @@ a real DMS client and real netlink."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -131,3 +133,67 @@ def test_the_dpu_os_points_its_dpfd_at_the_bluefields_own_ovs(tmp_path: Path) ->
     data = yaml.safe_load(dpu_os._dpu_config(config))
     assert data["dataplane"] == {"ovsdb": "unix:/x/db.sock", "portType": "internal"}
     assert data["stateDir"].startswith(str(tmp_path))
+
+
+def _links(ns: str) -> dict[str, dict[str, Any]]:
+    out = subprocess.run(["ip", "-j", "-n", ns, "link", "show"], capture_output=True, text=True, timeout=10, check=True)
+    return {link["ifname"]: link for link in json.loads(out.stdout)}
+
+
+def _udp_from_wire_to_host(wire_ns: str, host_ns: str, host_pf: str) -> str:
+    """Addresses on wire0 and the host PF; datagrams from the wire until the host's server prints the first."""
+    subprocess.run(["ip", "-n", wire_ns, "addr", "add", "203.0.113.1/24", "dev", "wire0"], check=True)
+    subprocess.run(["ip", "-n", host_ns, "addr", "add", "203.0.113.2/24", "dev", host_pf], check=True)
+    recv = ("import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('203.0.113.2',7000));"
+            "print('ready',flush=True); s.settimeout(20); print(s.recvfrom(100)[0].decode(),flush=True)")  # fmt: skip
+    server = subprocess.Popen(["ip", "netns", "exec", host_ns, sys.executable, "-c", recv],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    # Traffic, not a wait: the first datagrams may go while ARP is still resolving.
+    send = ("import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+            "for _ in range(200):\n s.sendto(b'over the wire',('203.0.113.2',7000)); time.sleep(0.05)")  # fmt: skip
+    sender = subprocess.Popen(["ip", "netns", "exec", wire_ns, sys.executable, "-c", send])
+    try:
+        out, err = server.communicate(timeout=30)
+        assert server.returncode == 0, err
+        return out.strip()
+    finally:
+        sender.kill()
+        sender.wait(10)
+
+
+async def test_each_bluefields_ports_face_a_wire_and_a_host_namespace_joined_through_its_ovs(tmp_path: Path) -> None:
+    if why := missing_ovs():
+        pytest.skip(why)
+    ns = f"dpf-rack-{uuid.uuid4().hex[:8]}"
+    plan = _plan(tmp_path, ns).model_copy(update={"dataplane": "ovs"})
+    rack = Rack(plan)
+    await rack.start()
+    try:
+        dpu = plan.hosts[0].dpus[1]  # PFs p2, p3 on the host
+        ovs, ends = rack.ovs[dpu.name], rack.port_ends[dpu.name]
+        assert ovs.netns is not None
+        assert ends.peers == {"p0": (ends.wire_netns, "wire0"), "p1": (ends.wire_netns, "wire1"),
+                              "pf0hpf": (ends.host_netns, "p2"), "pf1hpf": (ends.host_netns, "p3")}  # fmt: skip
+        inside_links = _links(ovs.netns)
+        for inside, (side, outside) in ends.peers.items():
+            link = _links(side)[outside]
+            assert "UP" in link["flags"], f"{outside} in {side} is down"
+            assert link["link_index"] == inside_links[inside]["ifindex"], f"{outside} is not {inside}'s peer"
+        # As the flavor's OVS script: p0 on br-sfc, an uplink; the PF representors wait for a ServiceInterface.
+        assert ovs.vsctl("list-ports", "br-sfc").split() == ["p0"]
+        assert ovs.vsctl("get", "Port", "p0", "external_ids:dpf-type").strip().strip('"') == "physical"
+        assert ovs.vsctl("get", "Interface", "p0", "ofport").strip() not in ("-1", "[]")
+        # A datagram from the wire reaches the host through br-sfc once pf0hpf is a port and a flow joins them.
+        ovs.vsctl("add-port", "br-sfc", "pf0hpf")
+        ovs.ofctl("add-flow", "br-sfc", "priority=1,actions=NORMAL")
+        got = await asyncio.to_thread(_udp_from_wire_to_host, ends.wire_netns, ends.host_netns, "p2")
+        assert got == "over the wire"
+        out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "dpfd.sim.cli", "exec", dpu.name,
+                                      "--state-dir", str(tmp_path), "--in", "host", "--", "ip", "-o", "addr"],
+                                      capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert out.returncode == 0 and "203.0.113.2/24" in out.stdout, out.stderr
+    finally:
+        await rack.stop()
+    gone = set(netns.listnetns())
+    assert not any(e.wire_netns in gone or e.host_netns in gone for e in rack.port_ends.values())
