@@ -151,10 +151,11 @@ def child_ready(intent: Intent, report: Report | None) -> tuple[bool, str]:
 
 @dataclass
 class SetNumbers:
-    """DPF's set status numbers for one DPU cluster's set."""
+    """DPF's set status numbers for one DPU cluster's set, and why its children that are not ready are not."""
 
     numberApplied: int = 0
     numberReady: int = 0
+    not_ready: list[str] = field(default_factory=list)  # "<child>: <why>"
 
 
 @dataclass
@@ -188,7 +189,8 @@ def fanout_status(
             if ok:
                 n.numberReady += 1
             else:
-                not_ready.append(f"{intent.ref.name}: {why}")
+                n.not_ready.append(f"{intent.ref.name}: {why}")
+                not_ready.append(n.not_ready[-1])
 
     def cond(type_: str, ok: bool, reason: str, message: str) -> Condition:
         return Condition(type=type_, status="True" if ok else "False", observedGeneration=gen, reason=reason,

@@ -9,8 +9,8 @@ released (phase Deleting, for this incarnation) or the DPU has no dpfd any more;
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -18,12 +18,15 @@ from controller.chains.desired import (
     ClusterNodes,
     FanoutStatus,
     Selection,
+    SetNumbers,
     child_intent,
     fanout_status,
     select,
     set_of_child,
 )
 from controller.chains.family import Family
+from controller.chains.sets import SetWriter
+from controller.chains.status import status_patch as status_patch  # re-exported (IPAM writes its status so)
 from controller.dpucluster import DpuClusters
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.informer import EventType, Informer
@@ -33,9 +36,9 @@ from controller.kube.objects import (
     describe,
     finalizer_patch,
     finalizers_of,
-    generation_of,
     is_deleting,
     key_of,
+    name_of,
 )
 from controller.members import MembersCache
 from controller.publish import IntentPublisher
@@ -43,7 +46,6 @@ from controller.queue import DONE, Result, WorkQueue, run_workers
 from controller.reconcilers.provisioning import status_only_change
 from controller.refs import object_ref
 from controller.reports import ReportCache
-from dpfd.api.conditions import Condition, set_condition
 from dpfd.api.intents import Intent, ObjectRef, Report
 from dpfd.api.validation import parse_object
 
@@ -68,10 +70,11 @@ def released(intent: Intent, report: Report | None) -> bool:
 
 
 class FanoutReconciler:
-    def __init__(self, family: Family, informer: Informer, deps: FanoutDeps) -> None:
+    def __init__(self, family: Family, informer: Informer, deps: FanoutDeps, sets: SetWriter | None = None) -> None:
         self.family = family
         self.informer = informer
         self.d = deps
+        self.sets = sets  # the sets in the DPU clusters; None: not kept (no DPU cluster access)
         self.queue: WorkQueue[ObjKey] = WorkQueue(family.kind)
         self.status_patches = 0
 
@@ -126,8 +129,59 @@ class FanoutReconciler:
                     intents[old.node] = child_intent(self.family, obj, old.node)
         self.d.publisher.declare(source, intents.values())
         declared = self.d.publisher.intents_of(source)
-        await self._write_status(obj, key, fanout_status(self.family, obj, sel, declared, self._report_of))
-        return DONE
+        st = fanout_status(self.family, obj, sel, declared, self._report_of)
+        errors = await self._sync_sets(obj, sel, st.numbers)
+        if errors:
+            st = fanout_status(self.family, obj, sel, declared, self._report_of, "; ".join(errors))
+        await self._write_status(obj, key, st)
+        return Result(requeue=True) if errors else DONE
+
+    # -- the sets in the DPU clusters -------------------------------------------------------------
+    async def _set_step(self, cluster: ObjKey, key: ObjKey, step: Awaitable[None]) -> str:
+        """Run one set write; "" or what went wrong (the object's status says it, the reconcile is retried)."""
+        try:
+            await step
+        except Exception as exc:  # ApiError, DpuClusterError, connection errors and timeouts: retried
+            log.warning("cannot write the set", extra={"object": describe(self.family.set_kind, key),
+                                                       "cluster": str(cluster), "error": str(exc)})  # fmt: skip
+            return f"{self.family.set_kind} {key} in DPUCluster {cluster}: {exc}"
+        return ""
+
+    async def _sync_sets(self, obj: Obj, sel: Selection, numbers: dict[ObjKey, SetNumbers]) -> list[str]:
+        """Each selected cluster gets the set with its numbers; reachable unselected clusters lose it."""
+        if self.sets is None:
+            return []
+        key, errors, clusters = key_of(obj), [], self.sets.access.keys()
+        for cluster in clusters:
+            if cluster in sel.nodes:
+                step = self.sets.apply(self.family, obj, cluster, numbers.get(cluster) or SetNumbers())
+            elif cluster not in sel.unknown and self.sets.reachable(cluster):
+                step = self.sets.remove(self.family, key, cluster)
+            else:
+                continue
+            errors.append(await self._set_step(cluster, key, step))
+        return [e for e in errors if e]
+
+    async def _hold_sets(self, obj: Obj, waiting: list[Intent]) -> None:
+        """While children are being released: each reachable cluster's set deleting, counting what it waits for."""
+        if self.sets is None:
+            return
+        key, clusters = key_of(obj), self.sets.access.keys()
+        for cluster in clusters:
+            nodes = self.sets.access.nodes(cluster)
+            if nodes is None:
+                continue
+            names = {name_of(n) for n in nodes}
+            numbers = SetNumbers(numberApplied=sum(1 for i in waiting if i.node in names))
+            await self._set_step(cluster, key, self.sets.apply(self.family, obj, cluster, numbers))
+
+    async def _release_sets(self, key: ObjKey) -> bool:
+        """Every reachable cluster's set gone; False if one could not be removed (retried)."""
+        if self.sets is None:
+            return True
+        clusters = [c for c in self.sets.access.keys() if self.sets.reachable(c)]  # noqa: SIM118 (not a dict)
+        errors = [await self._set_step(c, key, self.sets.remove(self.family, key, c)) for c in clusters]
+        return not any(errors)
 
     async def _finish_deletion(self, obj: Obj, key: ObjKey, source: ObjectRef) -> Result:
         if self.family.finalizer not in finalizers_of(obj):
@@ -147,7 +201,10 @@ class FanoutReconciler:
             sel = Selection(nodes={ObjKey(key.namespace, key.name): [i.node for i in waiting]})
             held = {i.node: i for i in waiting}
             await self._write_status(obj, key, fanout_status(self.family, obj, sel, held, self._report_of))
+            await self._hold_sets(obj, waiting)
             return DONE  # their reports enqueue this object again
+        if not await self._release_sets(key):
+            return Result(requeue=True)
         await self.d.publisher.wait_flushed()  # the children's removal is in etcd before the object goes
         keep = [f for f in finalizers_of(obj) if f != self.family.finalizer]
         try:
@@ -195,23 +252,3 @@ class FanoutReconciler:
             await run_workers(self.queue, self.reconcile, workers, lambda k: describe(self.family.kind, k))
         finally:
             self.queue.shut_down()
-
-
-def status_patch(obj: Obj, conditions: list[Condition]) -> dict[str, Any] | None:
-    """The status to write (conditions merged as Kubernetes controllers do), or None when it is already so."""
-    current = obj.get("status") or {}
-    merged: list[Condition] = []
-    for raw in current.get("conditions") or []:
-        try:
-            merged.append(Condition.model_validate(raw))
-        except ValidationError:
-            continue  # not a condition we can keep
-    for cond in conditions:
-        merged = set_condition(merged, cond)
-    wanted: dict[str, Any] = {
-        "conditions": [c.model_dump(mode="json", exclude_none=True) for c in merged],
-        "observedGeneration": generation_of(obj),
-    }
-    if all(current.get(k) == v for k, v in wanted.items()):
-        return None
-    return wanted

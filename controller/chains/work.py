@@ -1,5 +1,6 @@
-"""One leadership term's chaining work: the DPUServiceInterface and DPUServiceChain fan-outs, and the cache
-events that feed them (a DPUCluster or DPU Node changing, a dpfd joining or leaving, a child's report)."""
+"""One leadership term's chaining work: the DPUServiceInterface and DPUServiceChain fan-outs (with the sets they
+keep in the DPU clusters), and the cache events that feed them (a DPUCluster or DPU Node changing, a dpfd
+joining or leaving, a child's report)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 
 from controller.chains.family import CHAINS, INTERFACES
 from controller.chains.fanout import FanoutDeps, FanoutReconciler
+from controller.chains.sets import SetWriter
 from controller.dpucluster.node_labels import NodeLabelChanges
 from controller.kube.informer import EventType, Informer
 from controller.kube.objects import Obj, ObjKey
@@ -15,8 +17,9 @@ from dpfd.api.intents import ObjectRef, Report
 
 class ChainWork:
     def __init__(self, deps: FanoutDeps, interfaces: Informer, chains: Informer, *, workers: int = 2) -> None:
-        self.interfaces = FanoutReconciler(INTERFACES, interfaces, deps)
-        self.chains = FanoutReconciler(CHAINS, chains, deps)
+        self.sets = SetWriter(deps.cluster_access) if deps.cluster_access is not None else None
+        self.interfaces = FanoutReconciler(INTERFACES, interfaces, deps, self.sets)
+        self.chains = FanoutReconciler(CHAINS, chains, deps, self.sets)
         self.all = (self.interfaces, self.chains)
         self.workers = workers
         self.access = deps.cluster_access

@@ -228,6 +228,16 @@ class DpuClusters:
         assert c.client is not None
         await c.client.patch(NODES, "", node, {"metadata": {"labels": labels}})
 
+    async def admin_client(self, cluster_key: ObjKey) -> KubeClient:
+        """The cluster's admin client (connecting first if needed), for controllers that keep objects in the DPU
+        cluster. A reconnect (changed admin kubeconfig) gives a new client: compare by identity to redo one-time
+        setup. Raises DpuClusterError."""
+        c = self._cluster(cluster_key)
+        async with c.lock:
+            await self._connect(c)
+        assert c.client is not None
+        return c.client
+
     async def delete_node(self, cluster_key: ObjKey, node: str) -> bool:
         """Delete Node `node` from the cluster (a deleted DPU's, as DPF does); False if it was not there."""
         c = self._cluster(cluster_key)

@@ -12,7 +12,7 @@ from controller.chains.desired import (
     set_of_child,
 )
 from controller.chains.family import CHAINS, INTERFACES
-from controller.chains.fanout import status_patch
+from controller.chains.status import status_patch
 from controller.kube.objects import ObjKey
 from dpfd.api.conditions import Condition
 from dpfd.api.intents import Intent, ObjectRef, Report
