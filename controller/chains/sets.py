@@ -3,20 +3,34 @@ clients of DpuClusters.
 
 Once per connection to a DPU cluster it registers the chaining CRDs there (DPF's operator installs them; the
 emulated API needs them too): created when missing, their spec brought up to date when it differs. A set is
-read once (then remembered as last written) and only written when its metadata, spec or status changes.
+read once (then remembered as last written) and only written when its metadata, spec or status changes. As
+DPF's controllers watch the sets in the DPU clusters, an informer per cluster and set kind notices a set that
+someone else changed or deleted: what is remembered of it is dropped and its parent reconciled again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 
 from controller.chains.desired import SetNumbers
-from controller.chains.family import Family
+from controller.chains.family import FAMILIES, Family
 from controller.chains.setobjects import dpu_cluster_crds, set_body, set_status_patch, set_update_patch
 from controller.dpucluster import DpuClusters
 from controller.kube.client import ApiError, KubeClient
-from controller.kube.objects import Obj, ObjKey, describe, finalizer_patch, finalizers_of, is_deleting, key_of
+from controller.kube.informer import EventType, Informer
+from controller.kube.objects import (
+    Obj,
+    ObjKey,
+    describe,
+    finalizer_patch,
+    finalizers_of,
+    is_deleting,
+    key_of,
+    resource_version_of,
+)
 from controller.kube.resources import ResourceType
 
 log = logging.getLogger(__name__)
@@ -25,6 +39,17 @@ CRDS = ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "
 NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace", namespaced=False)
 
 _SetId = tuple[ObjKey, str, ObjKey]  # DPU cluster, set kind, set namespace/name
+SetChanged = Callable[[str, ObjKey], None]  # (set kind, set key = its parent's key): reconcile the parent
+_UNKNOWN: Obj = {}
+
+
+def newer(obj: Obj, than: Obj) -> bool:
+    """Whether `obj` is a later write than `than` (resourceVersions compared as etcd revisions when they are)."""
+    a, b = resource_version_of(obj), resource_version_of(than)
+    try:
+        return int(a) > int(b)
+    except ValueError:
+        return a != b
 
 
 async def install_crds(client: KubeClient) -> int:
@@ -47,8 +72,10 @@ async def install_crds(client: KubeClient) -> int:
 
 
 class SetWriter:
-    def __init__(self, access: DpuClusters) -> None:
+    def __init__(self, access: DpuClusters, on_change: SetChanged | None = None) -> None:
         self.access = access
+        self.on_change = on_change
+        self._watches: dict[ObjKey, list[asyncio.Task[None]]] = {}
         self._set_up: dict[ObjKey, KubeClient] = {}  # cluster -> the client its CRDs were registered through
         self._setup_locks: dict[ObjKey, asyncio.Lock] = {}
         self._namespaces: set[tuple[ObjKey, str]] = set()
@@ -60,6 +87,7 @@ class SetWriter:
         return self.access.nodes(cluster) is not None
 
     async def _client(self, cluster: ObjKey) -> KubeClient:
+        self._prune()
         client = await self.access.admin_client(cluster)
         if self._set_up.get(cluster) is client:
             return client
@@ -67,11 +95,59 @@ class SetWriter:
             if self._set_up.get(cluster) is not client:
                 changed = await install_crds(client)
                 # A new connection may be a new cluster: nothing remembered about it holds.
-                self._namespaces = {n for n in self._namespaces if n[0] != cluster}
-                self._seen = {k: v for k, v in self._seen.items() if k[0] != cluster}
+                self._forget(cluster)
                 self._set_up[cluster] = client
+                self._watch(cluster, client)
                 log.info("chaining CRDs registered", extra={"object": f"DPUCluster {cluster}", "changed": changed})
         return client
+
+    def _forget(self, cluster: ObjKey) -> None:
+        self._namespaces = {n for n in self._namespaces if n[0] != cluster}
+        self._seen = {k: v for k, v in self._seen.items() if k[0] != cluster}
+        self._set_up.pop(cluster, None)
+        for task in self._watches.pop(cluster, []):
+            task.cancel()
+
+    def _prune(self) -> None:
+        """Stop watching clusters no longer watched by DpuClusters (a deleted DPUCluster)."""
+        for cluster in [c for c in self._set_up if c not in self.access.keys()]:  # noqa: SIM118 (not a dict)
+            self._forget(cluster)
+
+    def _watch(self, cluster: ObjKey, client: KubeClient) -> None:
+        if self.on_change is None:
+            return
+        tasks = []
+        for family in FAMILIES:
+            informer = Informer(client, family.set_resource, resync_period=0)
+            informer.add_handler(self._on_set_event(cluster, family.set_kind))
+            name = f"watch-{family.set_resource.plural}-{cluster}"
+            tasks.append(asyncio.create_task(informer.run(), name=name))
+        self._watches[cluster] = tasks
+
+    def _on_set_event(self, cluster: ObjKey, kind: str) -> Callable[[EventType, Obj, Obj | None], None]:
+        def on_event(event: EventType, obj: Obj, old: Obj | None) -> None:
+            key = key_of(obj)
+            sid = (cluster, kind, key)
+            seen = self._seen.get(sid, _UNKNOWN)
+            if event == "RESYNC" or (event == "DELETED" and seen is None):
+                return
+            if event != "DELETED" and seen is not None and seen is not _UNKNOWN and not newer(obj, seen):
+                return  # our own write (or an older one)
+            self._seen.pop(sid, None)
+            if self.on_change is not None:
+                self.on_change(kind, key)
+
+        return on_event
+
+    async def close(self) -> None:
+        tasks = [t for ts in self._watches.values() for t in ts]
+        self._watches.clear()
+        self._set_up.clear()
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
 
     async def _ensure_namespace(self, client: KubeClient, cluster: ObjKey, namespace: str) -> None:
         if (cluster, namespace) in self._namespaces:
@@ -105,6 +181,11 @@ class SetWriter:
         try:
             current = await self._current(client, sid, rt)
             desired = set_body(family, parent)
+            if current is not None and is_deleting(current) and not deleting:
+                # Deleted by someone else: let it go and write it anew, as DPF's set controller (releasing its
+                # finalizer) and the parent's controller (applying the set again) end up doing.
+                await self._release(client, rt, key, current, family)
+                current = None
             if current is None:
                 if deleting:
                     return  # nothing to hold
@@ -127,6 +208,13 @@ class SetWriter:
             raise
         self._seen[sid] = current
 
+    async def _release(self, client: KubeClient, rt: ResourceType, key: ObjKey, current: Obj, family: Family) -> None:
+        """Drop our finalizer from the set (guarded by its resourceVersion)."""
+        if family.set_finalizer in finalizers_of(current):
+            keep = [f for f in finalizers_of(current) if f != family.set_finalizer]
+            await client.patch_no_result(rt, key.namespace, key.name, finalizer_patch(current, keep))
+            self.writes += 1
+
     async def remove(self, family: Family, key: ObjKey, cluster: ObjKey) -> None:
         """The set `key` gone from `cluster`: our finalizer released and the set deleted."""
         sid = (cluster, family.set_kind, key)
@@ -138,10 +226,7 @@ class SetWriter:
             current = await self._current(client, sid, rt)
             if current is None:
                 return
-            if family.set_finalizer in finalizers_of(current):
-                keep = [f for f in finalizers_of(current) if f != family.set_finalizer]
-                await client.patch_no_result(rt, key.namespace, key.name, finalizer_patch(current, keep))
-                self.writes += 1
+            await self._release(client, rt, key, current, family)
             if not is_deleting(current):
                 await client.delete(rt, key.namespace, key.name)
                 self.writes += 1

@@ -17,7 +17,7 @@ from dpfd.api.intents import ObjectRef, Report
 
 class ChainWork:
     def __init__(self, deps: FanoutDeps, interfaces: Informer, chains: Informer, *, workers: int = 2) -> None:
-        self.sets = SetWriter(deps.cluster_access) if deps.cluster_access is not None else None
+        self.sets = SetWriter(deps.cluster_access, self._on_set) if deps.cluster_access is not None else None
         self.interfaces = FanoutReconciler(INTERFACES, interfaces, deps, self.sets)
         self.chains = FanoutReconciler(CHAINS, chains, deps, self.sets)
         self.all = (self.interfaces, self.chains)
@@ -50,6 +50,12 @@ class ChainWork:
     def on_member(self, node: str, present: bool) -> None:
         self._requeue_everything()
 
+    def _on_set(self, kind: str, key: ObjKey) -> None:
+        """A set changed or deleted in a DPU cluster by someone else: its parent puts it right."""
+        for r in self.all:
+            if r.family.set_kind == kind:
+                r.queue.add(key)
+
     def on_report(self, node: str, ref: ObjectRef, report: Report | None) -> None:
         for r in self.all:
             r.on_report(node, ref, report)
@@ -64,6 +70,8 @@ class ChainWork:
                     tg.create_task(r.run(self.workers), name=f"fanout-{r.family.kind}")
         finally:
             self.shut_down()
+            if self.sets is not None:
+                await self.sets.close()
 
     def shut_down(self) -> None:
         for r in self.all:

@@ -204,6 +204,22 @@ async def test_chain_set_in_every_dpu_cluster_and_a_set_deleted_with_its_cluster
                          what="dc1's set Ready")  # fmt: skip
         assert numbers(set_in(dc1, "ServiceChainSet", "ch")) == (1, 1)
 
+        # Someone changes or deletes the set in the DPU cluster: the controller (watching the sets) puts it back.
+        before = set_in(dc1, "ServiceChainSet", "ch")
+        assert before is not None
+        await dc1.apply_object({"apiVersion": SVC, "kind": "ServiceChainSet", "metadata": {"name": "ch",
+                                "namespace": NS, "labels": {"x": "y"}}, "spec": {"nodeSelector": {"matchLabels":
+                                {"role": "none"}}, "template": {"spec": {"switches": [switch]}}}})  # fmt: skip
+        await wait_until(lambda: (s := set_in(dc1, "ServiceChainSet", "ch")) is not None
+                         and "nodeSelector" not in s["spec"] and not s["metadata"].get("labels"),
+                         what="an edited set restored")  # fmt: skip
+        await dc1.delete_object(SVC, "ServiceChainSet", "ch", NS)
+        again = await wait_until(lambda: (s := set_in(dc1, "ServiceChainSet", "ch")) is not None
+                                 and s["metadata"]["uid"] != before["metadata"]["uid"] and numbers(s) == (1, 1)
+                                 and s, what="a deleted set written anew")  # fmt: skip
+        assert not again["metadata"].get("deletionTimestamp")
+        assert again["metadata"]["finalizers"] == ["dpu.nvidia.com/servicechainset"]
+
         # dc2 no longer selected: its set is deleted there, dc1's stays.
         chain["spec"]["clusterSelector"] = {"matchLabels": {"dpu": "yes"}}
         await kube.server.apply_object(
