@@ -143,6 +143,11 @@ class DataplaneConfig(_CamelModel):
     # intents are reported KindNotHandled.
     enabled: bool = False
     cni_socket: Path | None = None  # the SFC CNI plugin's socket; default: <runtimeDir>/sfc-cni.sock
+    # The network namespace the host ends of pods' veths go to: the one ovs-vswitchd runs in (a name under
+    # /var/run/netns or a path); default: dpfd's own.
+    cni_netns: str | None = Field(default=None, min_length=1)
+    # s between passes releasing addresses whose pod is gone without a DEL (one more runs at start)
+    cni_leak_interval: float = Field(default=60.0, gt=0)
     chain_retry: float = Field(default=2.0, gt=0)  # s between tries of a chain whose ports are not there yet
     ovsdb: str = "unix:/var/run/openvswitch/db.sock"  # the Open_vSwitch database (ovsdbapp remote)
     ovsdb_timeout: float = Field(default=10.0, gt=0)  # s, an OVSDB transaction

@@ -61,13 +61,14 @@ def reconcilers_for(config: DpfdConfig, dataplane: Dataplane | None = None) -> l
     return dataplane.reconcilers() if dataplane is not None else []
 
 
-def dataplane_for(config: DpfdConfig) -> Dataplane | None:
-    """The DPU's data plane (OVS ports and flows, the SFC CNI socket) when the config asks for one."""
+def dataplane_for(config: DpfdConfig, store: Store | None = None) -> Dataplane | None:
+    """The DPU's data plane (OVS ports and flows, the SFC CNI socket with addresses from the etcd IPAM when
+    there is a store) when the config asks for one."""
     if config.role != "dpu" or not config.dataplane.enabled:
         return None
     from dpfd.dpu.dataplane import Dataplane
 
-    return Dataplane(config)
+    return Dataplane(config, store)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,7 +136,7 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
             await dpu_role.stop()
         watchdog.cancel()
         return 0
-    dataplane = dataplane_for(config)
+    dataplane = dataplane_for(config, store)
     agent = NodeAgent(
         config,
         store,

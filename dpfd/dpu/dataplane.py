@@ -3,8 +3,10 @@
 - ServiceInterface intents -> ports on br-sfc (ServiceInterfaceReconciler, ovsdbapp);
 - ServiceChain intents -> flows on br-sfc (ServiceChainReconciler, ovs-ofctl bundles), each chain port resolved by
   ChainPortLookup from the ServiceInterface intents this node has;
-- the SFC CNI socket (CniServer + CniService: veths, the port with dpf-id=<podns>/<pod>/<ifname>, addresses from
-  a host-local pool under <stateDir>/cni-ipam);
+- the SFC CNI socket (CniServer + CniService: veths with their host ends in `cniNetns`, the port with
+  dpf-id=<podns>/<pod>/<ifname>, addresses from this node's ranges of the IPAM pools in etcd (EtcdAllocator; a
+  host-local pool under <stateDir>/cni-ipam when dpfd has no store), and leaked addresses collected at start and
+  every `cniLeakInterval` seconds);
 - VswitchdMonitor: after ovs-vswitchd (re)starts, every chain's flows go back at once (one bundle) and every
   ServiceInterface and ServiceChain intent is reconciled again (reports, ofports that moved).
 
@@ -35,14 +37,17 @@ from dpfd.dpu.ovs.reconciler import ServiceInterfaceReconciler
 
 if TYPE_CHECKING:
     from dpfd.dpu.cni.server import CniServer
+    from dpfd.dpu.cni.service import CniService
+    from dpfd.store.client import Store
 
 log = logging.getLogger(__name__)
 
 
 class Dataplane:
-    def __init__(self, config: DpfdConfig) -> None:
+    def __init__(self, config: DpfdConfig, store: Store | None = None) -> None:
         dp = config.dataplane
         self.config = config
+        self.store = store
         self.conn = OvsdbConnection(dp.ovsdb, timeout=dp.ovsdb_timeout)
         self.index = ServiceInterfaceIndex()
         settings = dp.port_settings()
@@ -59,6 +64,8 @@ class Dataplane:
         self.monitor = VswitchdMonitor(self.conn, dp.bridge, self.restore, apply_timeout=dp.apply_timeout)
         self.cni_socket = dp.cni_socket or config.runtime_dir / "sfc-cni.sock"
         self._cni: CniServer | None = None
+        self.cni: CniService | None = None
+        self._leaks: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
@@ -72,9 +79,10 @@ class Dataplane:
         self._connecting = asyncio.get_running_loop().create_task(self._connect(intents_listed), name="ovsdb connect")
 
     async def stop(self) -> None:
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
-            await asyncio.gather(self._connecting, return_exceptions=True)
+        for task in (self._connecting, self._leaks):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._cni is not None:
             await self._cni.stop()
         await self.monitor.stop()
@@ -150,14 +158,34 @@ class Dataplane:
 
     async def _start_cni(self) -> None:
         from dpfd.dpu.cni.bridge import OvsVsctlPorts
-        from dpfd.dpu.cni.ipam import HostLocalAllocator
+        from dpfd.dpu.cni.ipam import AddressAllocator, HostLocalAllocator
+        from dpfd.dpu.cni.ipam_store import EtcdAllocator
         from dpfd.dpu.cni.server import CniServer
         from dpfd.dpu.cni.service import CniService
 
-        remote = self.config.dataplane.ovsdb
-        if not remote.startswith("unix:"):
-            log.warning("SFC CNI: OVSDB %s is not a unix socket; no CNI socket", remote)
+        dp = self.config.dataplane
+        if not dp.ovsdb.startswith("unix:"):
+            log.warning("SFC CNI: OVSDB %s is not a unix socket; no CNI socket", dp.ovsdb)
             return
-        ports = OvsVsctlPorts(remote.removeprefix("unix:"), timeout=self.config.dataplane.ovsdb_timeout)
-        service = CniService(HostLocalAllocator(Path(self.config.state_dir) / "cni-ipam"), ports)
-        self._cni = await CniServer(service, self.cni_socket).start()
+        ports = OvsVsctlPorts(dp.ovsdb.removeprefix("unix:"), timeout=dp.ovsdb_timeout)
+        allocator: AddressAllocator
+        if self.store is not None:
+            allocator = EtcdAllocator(self.store, self.config.node)
+        else:
+            allocator = HostLocalAllocator(Path(self.config.state_dir) / "cni-ipam")
+        self.cni = CniService(allocator, ports, host_netns=dp.cni_netns)
+        self._cni = await CniServer(self.cni, self.cni_socket).start()
+        self._leaks = asyncio.get_running_loop().create_task(self._collect_leaks(), name="cni leaks")
+
+    async def _collect_leaks(self) -> None:
+        """A pass over every pool this node holds addresses in now, then over the pools the CNI knows each
+        cniLeakInterval; a failed pass is logged and the next one tries again."""
+        assert self.cni is not None
+        everything = True
+        while True:
+            try:
+                await self.cni.collect_leaks(self.config.dataplane.bridge, everything=everything)
+                everything = False
+            except Exception as e:
+                log.warning("SFC CNI: collecting leaked addresses failed: %s", e)
+            await asyncio.sleep(self.config.dataplane.cni_leak_interval)

@@ -9,6 +9,7 @@ next allocation starts after it (as host-local does, so a freed address is not r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -16,7 +17,15 @@ from ipaddress import IPv4Address
 from dpfd.store.client import Store
 from dpfd.store.ipam_ranges import PoolRanges
 from dpfd.store.ipam_types import AddressesExhausted, IpamError, NodeRange, NoRange
-from dpfd.store.keys import ipam_address_key, ipam_node_prefix, ipam_owner_key, ipam_owner_of_key, ipam_range_key
+from dpfd.store.keys import (
+    IPAM_PREFIX,
+    ipam_address_key,
+    ipam_node_prefix,
+    ipam_owner_key,
+    ipam_owner_of_key,
+    ipam_pool_prefix,
+    ipam_range_key,
+)
 from dpfd.store.types import Compare, Delete, Put
 
 log = logging.getLogger(__name__)
@@ -93,6 +102,48 @@ class Addresses:
                 log.debug("pool %s node %s: %s -> %s", pool, node, owner, addr)
                 return addr, state.range
         raise IpamError(f"pool {pool} node {node}: allocate for {owner} lost {MAX_ATTEMPTS} races in a row")
+
+    async def claim(self, pool: str, node: str, owner: str, address: IPv4Address) -> tuple[IPv4Address, NodeRange]:
+        """Allocate this one `address` of the node's range to the owner (e.g. the range's gateway, for a pod
+        that is the gateway); the owner's existing address if it has one. AddressesExhausted naming the holder
+        if another owner has it, IpamError if the range does not hold it."""
+        for _ in range(MAX_ATTEMPTS):
+            state = await self.read(pool, node)
+            for addr, who in state.by_address.items():
+                if who == owner:
+                    return addr, state.range
+            if not state.range.first <= address <= state.range.last:
+                raise IpamError(f"pool {pool}: {address} is not in node {node}'s range {state.range.describe()}")
+            holder = state.by_address.get(address)
+            if holder is not None:
+                raise AddressesExhausted(f"pool {pool}: {address} on node {node} is held by {holder}, not {owner}")
+            res = await self._store.txn(
+                [
+                    Compare.mod_revision(ipam_range_key(pool, node), "=", state.range_revision),
+                    Compare.create_revision(ipam_address_key(pool, node, str(address)), "=", 0),
+                    Compare.create_revision(ipam_owner_key(pool, node, owner), "=", 0),
+                ],
+                [
+                    Put(ipam_address_key(pool, node, str(address)), owner),
+                    Put(ipam_owner_key(pool, node, owner), str(address)),
+                ],
+            )
+            if res.succeeded:
+                return address, state.range
+        raise IpamError(f"pool {pool} node {node}: claim of {address} for {owner} lost {MAX_ATTEMPTS} races in a row")
+
+    async def node_owners(self, node: str) -> dict[str, dict[str, IPv4Address]]:
+        """Every pool's owners on this node: {pool: {owner: address}}. One read of the whole IPAM keyspace (every
+        node's allocations): for a startup pass; later passes ask `owners` of the pools they know."""
+        kvs, _ = await self._store.get_prefix(IPAM_PREFIX)
+        marker = ipam_node_prefix("p", node)[len(ipam_pool_prefix("p")) - 1 :] + "owner/"  # /alloc/<node>/owner/
+        out: dict[str, dict[str, IPv4Address]] = {}
+        for kv in kvs:
+            pool, sep, _ = kv.key[len(IPAM_PREFIX) :].partition(marker)
+            if sep and pool and "/" not in pool:
+                with contextlib.suppress(ValueError):
+                    out.setdefault(pool, {})[ipam_owner_of_key(kv.key)] = IPv4Address(kv.value.decode())
+        return out
 
     async def release(self, pool: str, node: str, owner: str) -> bool:
         """Free the owner's address; False if it had none."""

@@ -4,7 +4,7 @@ An owner is one attachment, "<containerId>/<ifname>". Allocation is idempotent p
 the same address); release of an owner that holds nothing is a no-op (DEL twice). The host-local allocator keeps
 one file per address under <dir>/<pool>/, named by the address and holding the owner, created with link(2) so a
 file exists only with its content and two claims of one address cannot both succeed (even across processes).
-The etcd-backed per-node IPAM (issue 4 point 4) will implement the same protocol.
+The etcd-backed per-node IPAM (dpfd.dpu.cni.ipam_store.EtcdAllocator) implements the same protocol.
 """
 
 from __future__ import annotations
@@ -13,20 +13,47 @@ import asyncio
 import contextlib
 import os
 import secrets
-from ipaddress import IPv4Address, IPv4Interface
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Protocol
 
 from dpfd.dpu.cni.netconf import IpamConfig
+from dpfd.dpu.cni.pools import PoolType
+
+DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
 
 
 class PoolExhausted(Exception):
     """No free address left in the pool."""
 
 
+class GatewayTaken(PoolExhausted):
+    """The attachment asked for the pool's gateway address, and the pool has none or another holds it."""
+
+
+@dataclass(frozen=True)
+class Addressing:
+    """What a CNI result reports besides the address: the gateway and routes (a None gw: via the gateway)."""
+
+    prefixlen: int  # of pods' addresses
+    gateway: IPv4Address | None
+    routes: tuple[tuple[IPv4Network, IPv4Address | None], ...]
+    pool_type: PoolType | None = None  # None: no such notion (host-local)
+
+
 class AddressAllocator(Protocol):
-    async def allocate(self, pool: str, config: IpamConfig, owner: str) -> IPv4Interface:
-        """The owner's address (allocated now if it had none); PoolExhausted if none is free."""
+    async def allocate(self, pool: str, config: IpamConfig, owner: str, gateway: bool = False) -> IPv4Interface:
+        """The owner's address (allocated now if it had none); PoolExhausted if none is free. `gateway`: the
+        pool's gateway address itself (GatewayTaken if another owner has it)."""
+        ...
+
+    async def addressing(self, pool: str, config: IpamConfig) -> Addressing:
+        """The gateway and routes of the pool here."""
+        ...
+
+    async def held(self) -> dict[str, dict[str, IPv4Address]]:
+        """Every pool's owners on this node: {pool: {owner: address}}."""
         ...
 
     async def release(self, pool: str, owner: str) -> None:
@@ -72,14 +99,23 @@ class HostLocalAllocator:
                 held[addr] = f.read_text().strip()
         return held
 
-    async def allocate(self, pool: str, config: IpamConfig, owner: str) -> IPv4Interface:
+    async def allocate(self, pool: str, config: IpamConfig, owner: str, gateway: bool = False) -> IPv4Interface:
+        prefixlen = config.host_local_subnet().prefixlen
         async with self._lock:
             held = self._held(pool)
             for addr, who in held.items():
                 if who == owner:
-                    return IPv4Interface(f"{addr}/{config.subnet.prefixlen}")
+                    return IPv4Interface(f"{addr}/{prefixlen}")
             d = self._pool_dir(pool)
             d.mkdir(parents=True, exist_ok=True)
+            if gateway:
+                if config.gateway is None or not self._claim(d, config.gateway, owner):
+                    holder = held.get(config.gateway) if config.gateway is not None else None
+                    raise GatewayTaken(
+                        f"pool {pool}: gateway {config.gateway} for {owner}: "
+                        + (f"held by {holder}" if holder else "the pool has no gateway")
+                    )
+                return IPv4Interface(f"{config.gateway}/{prefixlen}")
             candidates = config.candidates()
             # Round robin from after the last address handed out, as host-local does: a freed address is not
             # reused at once (a pod's old address still in some peer's ARP cache).
@@ -90,7 +126,7 @@ class HostLocalAllocator:
                     continue
                 if self._claim(d, addr, owner):
                     (d / "last_reserved").write_text(str(addr))
-                    return IPv4Interface(f"{addr}/{config.subnet.prefixlen}")
+                    return IPv4Interface(f"{addr}/{prefixlen}")
             raise PoolExhausted(f"pool {pool} ({config.subnet}) has no free address for {owner}")
 
     @staticmethod
@@ -134,3 +170,14 @@ class HostLocalAllocator:
         async with self._lock:
             held = self._held(pool)
             return sum(1 for a in config.candidates() if a not in held)
+
+    async def addressing(self, pool: str, config: IpamConfig) -> Addressing:
+        prefixlen = config.host_local_subnet().prefixlen
+        return Addressing(prefixlen, config.gateway, tuple((r.dst, r.gw) for r in config.routes))
+
+    async def held(self) -> dict[str, dict[str, IPv4Address]]:
+        async with self._lock:
+            if not self._dir.is_dir():
+                return {}
+            pools = [d.name for d in self._dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
+            return {p: {who: addr for addr, who in self._held(p).items()} for p in sorted(pools)}

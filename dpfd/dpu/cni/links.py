@@ -161,3 +161,9 @@ def _is_up(ipr: IPRoute, index: int) -> bool:
 def link_exists(host_netns: str | None, name: str) -> bool:
     with iproute(host_netns) as ipr:
         return _index(ipr, name) is not None
+
+
+def host_ifnames(host_netns: str | None) -> set[str]:
+    """Names of the links in the host ends' namespace (one netlink dump, for leak passes)."""
+    with iproute(host_netns) as ipr:
+        return {str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()}

@@ -8,6 +8,11 @@
      "ipam": {"type": "dpf-sfc-pool", "subnet": "198.51.100.0/24", "rangeStart": "198.51.100.10",
               "rangeEnd": "198.51.100.200", "gateway": "198.51.100.1", "routes": [{"dst": "0.0.0.0/0"}]}}
 
+With the etcd IPAM (a dpfd with a store) the ipam section may be as DPF's NADs have it, `{"type": "nv-ipam"}`
+with an optional `poolName`/`poolType`: the subnet, gateway and routes come from this DPU's range of the pool
+(and `subnet`, when given, must contain it). The pool an attachment takes its address from: see
+dpfd.dpu.cni.pools (DPF's pod-ipam-injector puts `poolNames` into the pod's Multus cni-args, i.e. `args.cni`).
+
 Keys other than these at the top level are ignored (runtimes add runtimeConfig, args, prevResult ...); the
 ipam section is ours, so a key there that dpfd does not know is an unsupported field (CNI error 2).
 """
@@ -42,12 +47,14 @@ class Route(BaseModel):
 
 
 class IpamConfig(BaseModel):
-    """An address pool for this network on this DPU (until the etcd-backed per-node IPAM replaces it)."""
+    """The network's ipam section: a host-local pool (subnet required), or what narrows the etcd IPAM's pool."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     type: str = Field(min_length=1)
-    subnet: IPv4Network
+    subnet: IPv4Network | None = None
+    pool_name: str | None = Field(default=None, alias="poolName")  # nv-ipam's key: the pool (comma: dual stack)
+    pool_type: str | None = Field(default=None, alias="poolType")  # nv-ipam's ippool | cidrpool
     range_start: IPv4Address | None = Field(default=None, alias="rangeStart")
     range_end: IPv4Address | None = Field(default=None, alias="rangeEnd")
     gateway: IPv4Address | None = None
@@ -55,6 +62,10 @@ class IpamConfig(BaseModel):
 
     @model_validator(mode="after")
     def _within_subnet(self) -> IpamConfig:
+        if self.subnet is None:
+            if self.range_start or self.range_end or self.gateway or any(r.gw for r in self.routes):
+                raise ValueError("rangeStart, rangeEnd, gateway and a route's gw need a subnet")
+            return self
         for label, addr in (("rangeStart", self.range_start), ("rangeEnd", self.range_end), ("gateway", self.gateway)):
             if addr is not None and addr not in self.subnet:
                 raise ValueError(f"{label} {addr} is not in subnet {self.subnet}")
@@ -64,14 +75,19 @@ class IpamConfig(BaseModel):
             raise ValueError(f"rangeStart {self.range_start} is after rangeEnd {self.range_end}")
         return self
 
+    def host_local_subnet(self) -> IPv4Network:
+        """The subnet a host-local pool hands out; ConfigError(7) if the section names none."""
+        if self.subnet is None:
+            raise ConfigError(wire.ERR_INVALID_CONFIG, "ipam: a host-local pool needs a subnet")
+        return self.subnet
+
     def candidates(self) -> list[IPv4Address]:
         """Addresses the pool hands out, in order: the range within the subnet's hosts, without the gateway."""
-        first = self.range_start or self.subnet.network_address + 1
-        last = self.range_end or self.subnet.broadcast_address - 1
+        subnet = self.host_local_subnet()
+        first = self.range_start or subnet.network_address + 1
+        last = self.range_end or subnet.broadcast_address - 1
         out = []
-        for n in range(
-            int(max(first, self.subnet.network_address + 1)), int(min(last, self.subnet.broadcast_address - 1)) + 1
-        ):
+        for n in range(int(max(first, subnet.network_address + 1)), int(min(last, subnet.broadcast_address - 1)) + 1):
             addr = IPv4Address(n)
             if addr != self.gateway:
                 out.append(addr)
@@ -87,6 +103,8 @@ class NetConf(BaseModel):
     mtu: int | None = Field(default=None, ge=68, le=65535)
     tx_checksum_offload: bool = Field(default=False, alias="txChecksumOffload")
     ipam: IpamConfig | None = None
+    args: dict[str, Any] | None = None  # the "args in network config" convention: Multus puts cni-args in args.cni
+    runtime_config: dict[str, Any] | None = Field(default=None, alias="runtimeConfig")
     prev_result: dict[str, Any] | None = Field(default=None, alias="prevResult")
     valid_attachments: list[dict[str, Any]] | None = Field(default=None, alias="cni.dev/valid-attachments")
 

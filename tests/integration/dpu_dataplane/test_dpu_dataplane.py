@@ -67,7 +67,7 @@ async def dpu(ovs: PrivateOvs, etcd_endpoints: list[str], tmp_path: Path) -> Asy
               "external_ids:dpf-id=apps/web-0/net1", "external_ids:dpf-cni=c0ffee/net1")  # fmt: skip
     cfg = config(tmp_path, ovs, etcd_endpoints)
     store = await Store.connect(etcd_endpoints)
-    dataplane = dataplane_for(cfg)
+    dataplane = dataplane_for(cfg, store)
     assert dataplane is not None
     agent = NodeAgent(cfg, store, reconcilers_for(cfg, dataplane), FAST)
     await dataplane.start(agent.ready)

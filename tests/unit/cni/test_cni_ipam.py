@@ -98,3 +98,21 @@ def test_network_name_must_be_a_safe_pool_name() -> None:
     with pytest.raises(ConfigError, match="network name") as e:
         parse_netconf({"cniVersion": "1.0.0", "name": "../etc", "type": "t"})
     assert e.value.code == wire.ERR_INVALID_CONFIG
+
+
+async def test_the_gateway_address_itself_for_one_owner_and_every_pool_held(tmp_path: Path) -> None:
+    from dpfd.dpu.cni.ipam import GatewayTaken
+
+    a = HostLocalAllocator(tmp_path)
+    assert await a.allocate("net", pool(), "router/eth1", gateway=True) == IPv4Interface("198.51.100.1/29")
+    assert await a.allocate("net", pool(), "router/eth1", gateway=True) == IPv4Interface("198.51.100.1/29")
+    with pytest.raises(GatewayTaken, match="held by router/eth1"):
+        await a.allocate("net", pool(), "other/eth1", gateway=True)
+    with pytest.raises(GatewayTaken, match="the pool has no gateway"):
+        await a.allocate("bare", IpamConfig.model_validate({"type": "x", "subnet": "198.51.100.0/29"}), "o/eth1", True)
+    await a.allocate("other", pool(), "c1/eth1")
+    assert await a.held() == {
+        "bare": {},
+        "net": {"router/eth1": IPv4Address("198.51.100.1")},
+        "other": {"c1/eth1": IPv4Address("198.51.100.2")},
+    }
