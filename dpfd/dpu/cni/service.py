@@ -245,7 +245,11 @@ class CniService:
                         continue  # an ADD finished meanwhile
                     if await self._ipam.lookup(pool, owner) is None:
                         continue  # a DEL or a failed ADD released it meanwhile
-                    await self._detach(bridge, pool, owner)
+                    try:
+                        await self._detach(bridge, pool, owner)
+                    except Failure as e:  # e.g. its port is on another bridge: the others still go
+                        log.warning("CNI: leaked address of %s in pool %s not collected: %s", owner, pool, e.msg)
+                        continue
                 collected.append((pool, owner))
         if collected:
             log.info("CNI: collected %d leaked addresses: %s", len(collected), collected)
