@@ -164,8 +164,10 @@ class Rack:
         record = {"name": dpu.name, "netns": ovs.netns, "rundir": str(ovs.rundir), "db": ovs.db, **ends.record()}
         dpu.state_dir.mkdir(parents=True, exist_ok=True)
         (dpu.state_dir / OVS_RECORD).write_text(json.dumps(record, indent=1) + "\n")
-        # system: physical and pf ports are the veth ends make_port_ends put in the OVS's namespace.
-        return {"enabled": True, "ovsdb": ovs.db, "ofctlTarget": ovs.mgmt("br-sfc"), "portType": "system"}
+        # system: physical and pf ports are the veth ends make_port_ends put in the OVS's namespace, where the
+        # SFC CNI puts the host ends of pods' veths too.
+        return {"enabled": True, "ovsdb": ovs.db, "ofctlTarget": ovs.mgmt("br-sfc"), "portType": "system",
+                "cniNetns": ovs.netns}  # fmt: skip
 
     async def stop(self) -> None:
         for task in self._tasks:
