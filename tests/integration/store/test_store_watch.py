@@ -159,8 +159,10 @@ async def test_requests_and_watch_carry_on_when_the_channel_is_switched(store: S
 async def test_requests_wait_out_a_hung_member(etcd_private: EtcdCluster, eventually: Eventually) -> None:
     member = etcd_private.member("m0")
     assert member.proc is not None
-    async with await Store.connect(etcd_private.endpoints, request_timeout=4) as store:
-        session = await store.session(ttl=6)
+    # request_timeout 6: each attempt gets 1.5 s, so the switch comes after about 3 s; the slack keeps this
+    # honest on a loaded 2-core machine (with 4 s the switch and the request's deadline were 1 s apart).
+    async with await Store.connect(etcd_private.endpoints, request_timeout=6) as store:
+        session = await store.session(ttl=8)
         async with store.watch_prefix("/w/hung/") as watch:
             [reset] = await take(watch, 1)
             os.kill(member.proc.pid, signal.SIGSTOP)  # the member we started: hung, not dead
@@ -170,11 +172,11 @@ async def test_requests_wait_out_a_hung_member(etcd_private: EtcdCluster, eventu
                 async def gave_up_on_the_channel() -> bool:  # two attempts timed out, so it reconnected
                     return store._conn.switches >= 1
 
-                await eventually(gave_up_on_the_channel, 3, "the store to give up on the hung channel")
+                await eventually(gave_up_on_the_channel, 5, "the store to give up on the hung channel")
                 assert not put.done()
             finally:
                 os.kill(member.proc.pid, signal.SIGCONT)
-            revision = await asyncio.wait_for(put, 8)
+            revision = await asyncio.wait_for(put, 10)
             # The hung member may apply the timed-out attempts too once it resumes (a retried write can land
             # more than once; see dpfd/store/conn.py), so expect one revision per attempt at most, each seen
             # exactly once and in order.
