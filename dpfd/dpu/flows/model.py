@@ -79,6 +79,34 @@ def chain_flows(cookie: int, switches: Iterable[Sequence[int]]) -> list[Flow]:
     return [flow for ports in switches for flow in switch_flows(cookie, ports)]
 
 
+def chain_texts(cookie: int, switches: Iterable[Sequence[int]]) -> tuple[str, ...]:
+    """`chain_flows(...)`'s texts, built directly: the chain's cookie fragments once, each port's learn and output
+    fragments once per switch (this runs for every chain of a bridge at once after an ovs-vswitchd restart or a
+    dpfd start: 10,000 flows cost a few milliseconds instead of tens)."""
+    c = f"{cookie:#x}"
+    head = f"cookie={c},table={TABLE},priority={PRIORITY_SWITCH},in_port="
+    learn_head = f"learn(cookie={c},idle_timeout={IDLE_TIMEOUT},table={TABLE},priority={PRIORITY_LEARNED},in_port="
+    out: list[str] = []
+    for ofports in switches:
+        ports = [str(p) for p in dict.fromkeys(ofports)]
+        if len(ports) < 2:
+            continue
+        if len(ports) == 2:  # the usual switch: one learn and one output each way
+            a, b = ports
+            out.append(f"{head}{a},actions={learn_head}{b}{_LEARN_TAIL},output:{b}")
+            out.append(f"{head}{b},actions={learn_head}{a}{_LEARN_TAIL},output:{a}")
+            continue
+        learn = [f"{learn_head}{j}{_LEARN_TAIL}" for j in ports]
+        output = [f"output:{j}" for j in ports]
+        for k, i in enumerate(ports):
+            actions = ",".join([*learn[:k], *learn[k + 1 :], *output[:k], *output[k + 1 :]])
+            out.append(f"{head}{i},actions={actions}")
+    return tuple(out)
+
+
+_LEARN_TAIL: Final = ",dl_dst=dl_src,output:NXM_OF_IN_PORT[])"
+
+
 class PortUnresolved(LookupError):
     """A chain port selects no port on the bridge (yet)."""
 

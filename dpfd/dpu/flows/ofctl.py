@@ -60,6 +60,19 @@ class Ofctl:
             return
         await self.run("--bundle", "add-flows", self.target, "-", stdin="\n".join(lines) + "\n")
 
+    async def open_bundle(self) -> BundleStream:
+        """Start `--bundle add-flows` reading its lines as they are written (see BundleStream)."""
+        cmd = [*self.argv, "-O", OPENFLOW, "--bundle", "add-flows", self.target, "-"]
+        env = {**os.environ, **self.env} if self.env is not None else None
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        return BundleStream(proc, cmd, self.timeout)
+
     async def replace_flows(self, lines: Sequence[str]) -> None:
         """Make the bridge's flows exactly `lines`, atomically."""
         await self.run("--bundle", "replace-flows", self.target, "-", stdin="\n".join(lines) + "\n")
@@ -79,3 +92,50 @@ def flow_cookie(line: str) -> int:
     if m is None:
         return 0
     return int(m.group(1), 0)
+
+
+class BundleStream:
+    """One `ovs-ofctl --bundle add-flows` fed while its lines are still being made.
+
+    ovs-ofctl reads and parses every line before it opens the bundle, so the bundle is as atomic as one written
+    at once; writing as chains come lets ovs-ofctl start and parse while dpfd builds the next chains. `close`
+    ends the input and waits for the bundle; a line ovs-ofctl refused makes it raise OfctlError with
+    ovs-ofctl's message (writes after ovs-ofctl gave up are dropped; close reports why).
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process, cmd: list[str], timeout: float) -> None:
+        self.proc = proc
+        self.cmd = cmd
+        self.timeout = timeout
+        self.lines = 0
+        self._broken = False
+
+    async def write(self, lines: Sequence[str]) -> None:
+        stdin = self.proc.stdin
+        if self._broken or not lines or stdin is None:
+            return
+        self.lines += len(lines)
+        try:
+            stdin.write(("\n".join(lines) + "\n").encode())
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            self._broken = True
+
+    async def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()  # communicate() without input leaves stdin open
+        try:
+            _, err = await asyncio.wait_for(self.proc.communicate(), self.timeout)
+        except TimeoutError:
+            await self.abort()
+            raise OfctlError(f"{' '.join(self.cmd[:6])}: no answer within {self.timeout:g}s") from None
+        if self.proc.returncode != 0:
+            msg = err.decode(errors="replace").strip() or f"exit status {self.proc.returncode}"
+            raise OfctlError(f"{' '.join(self.cmd)} failed: {msg}")
+
+    async def abort(self) -> None:
+        """Kill ovs-ofctl: a bundle it had not committed dies with its OpenFlow connection (nothing of it
+        applied); one it had committed was applied whole."""
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()

@@ -19,7 +19,7 @@ from dpfd.agent.reconciler import AgentLink, Kick
 from dpfd.api.conditions import Condition
 from dpfd.api.intents import Intent, ObjectRef, Report
 from dpfd.dpu.flows.applier import BridgeFlows
-from dpfd.dpu.flows.model import Labels, PortUnresolved, chain_cookie, chain_flows, spec_selectors
+from dpfd.dpu.flows.model import Labels, PortUnresolved, chain_cookie, chain_texts, spec_selectors
 from dpfd.dpu.flows.ofctl import Ofctl
 
 KIND: Final = "ServiceChain"
@@ -86,8 +86,8 @@ class ServiceChainReconciler:
         except PortUnresolved as e:
             self._kick(ref, self.retry)
             return self._report(intent, PHASE_PENDING, "False", "PortsNotReady", str(e))
-        flows = chain_flows(cookie, switches)
-        applied = self.flows.submit(cookie, flows)
+        flows = chain_texts(cookie, switches)
+        applied = self.flows.submit_texts(cookie, flows)
         if applied is not None:
             # Wait for the bundle holding the chain without the agent's concurrency slot: other chains reconcile
             # meanwhile and join the same bundle.

@@ -12,6 +12,7 @@ from dpfd.dpu.flows.model import (
     PortUnresolved,
     chain_cookie,
     chain_flows,
+    chain_texts,
     flows_for,
     fnv64a,
     spec_selectors,
@@ -121,3 +122,12 @@ def test_spec_selectors_reads_each_switch_s_match_labels() -> None:
 def test_spec_selectors_explains_a_malformed_spec(spec: dict[str, Any], where: str) -> None:
     with pytest.raises(ValidationError, match=where):
         spec_selectors(spec)
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [[[3, 7]], [[1, 2, 3]], [[4, 5, 4]], [[1], [2, 3], []], [[10, 11], [12, 13, 14, 15], [11, 10]], []],
+)
+def test_chain_texts_are_chain_flows_texts(switches: list[list[int]]) -> None:
+    cookie = chain_cookie("ns", "c")
+    assert chain_texts(cookie, switches) == tuple(f.text() for f in chain_flows(cookie, switches))
