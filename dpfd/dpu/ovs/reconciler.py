@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -13,6 +14,7 @@ from dpfd.api.conditions import Condition
 from dpfd.api.intents import Intent, ObjectRef, Report
 from dpfd.dpu.ovs.connection import OvsdbConnection, OvsdbError, snapshot
 from dpfd.dpu.ovs.ports import DPF_ID, PortError, PortSettings, PortSpec, desired_ports, is_interface_owner, owner_id
+from dpfd.dpu.ovs.stale import CollectStalePorts, Declared
 from dpfd.dpu.ovs.sync import SyncOwnedPorts, SyncResult
 
 log = logging.getLogger(__name__)
@@ -51,13 +53,24 @@ class ServiceInterfaceReconciler:
         self.node = node
         self.settings = settings or PortSettings()
         self.apply_timeout = apply_timeout
+        # Port names on the bridge each intent reconciled so far declares (stale-port collection keeps them).
+        self._declared: dict[ObjectRef, frozenset[str]] = {}
+        self._reconciled = asyncio.Condition()
 
     async def reconcile(self, ref: ObjectRef, intent: Intent | None) -> Report | None:
+        try:
+            return await self._reconcile(ref, intent)
+        finally:
+            async with self._reconciled:
+                self._reconciled.notify_all()
+
+    async def _reconcile(self, ref: ObjectRef, intent: Intent | None) -> Report | None:
         owner = owner_id(ref.namespace, ref.name)
         if intent is None or intent.deleting:
             if self.index is not None:
                 self.index.remove(ref)
             await self._sync(owner, [])
+            self._declared[ref] = frozenset()
             if intent is None:
                 return None
             return self._report(intent, PHASE_DELETING, False, "Deleting", "ports removed")
@@ -65,9 +78,12 @@ class ServiceInterfaceReconciler:
             spec = ServiceInterfaceSpec.model_validate(intent.spec)
             wanted = desired_ports(spec, self.settings)
         except ValidationError as e:
+            self._declared[ref] = frozenset()
             return self._report(intent, PHASE_FAILED, False, "InvalidSpec", str(e).replace("\n", " "))
         except PortError as e:
+            self._declared[ref] = frozenset()
             return self._report(intent, PHASE_FAILED, False, "Unsupported", str(e))
+        self._declared[ref] = frozenset(p.name for p in wanted if p.bridge == self.settings.bridge)
         try:
             await self._sync(owner, wanted)
         except PortError as e:
@@ -105,6 +121,25 @@ class ServiceInterfaceReconciler:
             ns, name = dpf_id.split("/")
             refs.append(ObjectRef(kind=KIND, namespace=ns, name=name))
         return refs
+
+    async def collect_stale_ports(self, refs: Iterable[ObjectRef], within: float = 60.0) -> list[str]:
+        """Remove the ports on the bridge that no ServiceInterface in `refs` (this node's intents, as listed)
+        declares and that are not physical, the vswitchd canary, CNI-owned or the bridge's own (ovs/stale.py);
+        the names removed. Waits until each of `refs` has been reconciled once (so ports an intent is about to
+        adopt are known); TimeoutError if that takes longer than `within` seconds (nothing removed)."""
+        wanted = set(refs)
+        async with self._reconciled:
+            await asyncio.wait_for(self._reconciled.wait_for(lambda: wanted <= self._declared.keys()), within)
+        names = frozenset().union(*(self._declared[r] for r in wanted))
+        declared = Declared(owners=frozenset(owner_id(r.namespace, r.name) for r in wanted), names=names)
+        cmd = CollectStalePorts(self.conn.api, self.settings.bridge, declared)
+        await self.conn.execute(cmd)
+        if cmd.result:
+            log.info("stale ports removed from %s: %s", self.settings.bridge, ", ".join(cmd.result))
+        if cmd.next_cfg is not None and not await self.conn.wait_applied(cmd.next_cfg, self.apply_timeout):
+            raise OvsdbError(f"ovs-vswitchd has not applied the removal of stale ports {', '.join(cmd.result)} "
+                             f"within {self.apply_timeout:g}s (is it running?)")  # fmt: skip
+        return list(cmd.result)
 
     async def _sync(self, owner: str, wanted: list[PortSpec]) -> SyncResult:
         [result] = await self.conn.execute(SyncOwnedPorts(self.conn.api, owner, wanted))
