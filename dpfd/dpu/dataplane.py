@@ -155,6 +155,15 @@ class Dataplane:
                 await self.collect_stale()
             except Exception as e:
                 log.warning("OVS: collecting stale chain flows failed: %s", e)
+            if link is not None:
+                # As DPF's stale collection: br-sfc ports no ServiceInterface of this node declares (physical,
+                # monitor and CNI-owned ports stay); only once every listed intent has been reconciled.
+                try:
+                    removed = await self.interfaces.collect_stale_ports(link.refs(INTERFACE_KIND))
+                    if removed:
+                        log.info("OVS: removed %d stale br-sfc ports: %s", len(removed), ", ".join(removed))
+                except Exception as e:
+                    log.warning("OVS: collecting stale br-sfc ports failed: %s", e)
 
     async def _start_cni(self) -> None:
         from dpfd.dpu.cni.bridge import OvsVsctlPorts

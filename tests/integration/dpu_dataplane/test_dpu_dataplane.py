@@ -65,6 +65,9 @@ async def dpu(ovs: PrivateOvs, etcd_endpoints: list[str], tmp_path: Path) -> Asy
     ovs.ofctl("add-flow", BR, "cookie=0x5ca1e,priority=20,in_port=99,actions=drop")
     ovs.vsctl("add-port", BR, "podveth0", "--", "set", "Interface", "podveth0", "type=internal",
               "external_ids:dpf-id=apps/web-0/net1", "external_ids:dpf-cni=c0ffee/net1")  # fmt: skip
+    # And a port of a ServiceInterface deleted while dpfd was away, which nothing declares any more.
+    ovs.vsctl("add-port", BR, "pf1hpf", "--", "set", "Interface", "pf1hpf", "type=internal",
+              f"external_ids:dpf-id={NS}/gone-{NODE}")  # fmt: skip
     cfg = config(tmp_path, ovs, etcd_endpoints)
     store = await Store.connect(etcd_endpoints)
     dataplane = dataplane_for(cfg, store)
@@ -115,8 +118,11 @@ async def test_intents_become_ports_and_flows_and_a_change_replaces_them(dpu: Dp
     assert rep["details"]["flows"] == 4
     ports = {p: dpu.ofport(p) for p in ("p0", "pf0hpf", "pf0vf3", "podveth0")}
     assert dpu.chain_in_ports("chain-dpu-a") == set(ports.values())
-    assert sorted(dpu.ovs.vsctl("list-ports", BR).split()) == sorted(["dpfmon0", "dpfmon1", *ports])
-    # The stale cookie is gone once the intents were listed; the CNI's port and the canary stay.
+    # The stale port goes once every listed intent was reconciled; the CNI's port and the canary stay.
+    await wait_for(lambda: asyncio.to_thread(dpu.ovs.vsctl, "list-ports", BR),
+                   lambda out: sorted(out.split()) == sorted(["dpfmon0", "dpfmon1", *ports]),
+                   what="the stale port pf1hpf removed")  # fmt: skip
+    # The stale cookie is gone once the intents were listed.
     await wait_for(lambda: asyncio.to_thread(dpu.flows), lambda fl: not any("0x5ca1e" in f for f in fl),
                    what="the stale chain's flow collected")  # fmt: skip
     # The chain changes: p0 now joins the vf; the old switches' flows are replaced.
