@@ -78,11 +78,15 @@ class PrivateOvs:
         self.netns: str | None = f"dpfovs-{os.getpid()}-{next(_seq)}" if netns else None
         self.db_sock = self.rundir / "db.sock"
         self.db = f"unix:{self.db_sock}"
-        self.vswitchd_ctl = self.rundir / "ovs-vswitchd.ctl"
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self.vswitchd_starts = 0
 
     # ------------------------------------------------------------------ commands
+
+    @property
+    def vswitchd_ctl(self) -> Path:
+        """ovs-vswitchd's control socket where plain `ovs-appctl` looks for it: <rundir>/ovs-vswitchd.<pid>.ctl."""
+        return self.rundir / f"ovs-vswitchd.{self.pid('ovs-vswitchd') or 0}.ctl"
 
     @property
     def env(self) -> dict[str, str]:
@@ -169,8 +173,7 @@ class PrivateOvs:
     def start_vswitchd(self) -> None:
         d = self.rundir
         self._spawn("ovs-vswitchd", [
-            "ovs-vswitchd", self.db, f"--pidfile={d}/ovs-vswitchd.pid", f"--unixctl={self.vswitchd_ctl}",
-            f"--log-file={d}/ovs-vswitchd.log",
+            "ovs-vswitchd", self.db, f"--pidfile={d}/ovs-vswitchd.pid", f"--log-file={d}/ovs-vswitchd.log",
         ])  # fmt: skip
         # Ready when it has applied the current configuration (`ovs-vsctl` without --no-wait waits for that) and
         # every bridge's OpenFlow socket answers (after a restart that comes a little later than cur_cfg).

@@ -8,7 +8,7 @@ in one of two namespaces of its own:
 - the host namespace (`<ovs netns>-host`): the host's PF netdevs (`p0`, `p1` as the Node's labels name them), the
   far ends of `pf0hpf`, `pf1hpf`.
 
-All ends are up, without addresses, and the outside ends do not offload tx checksums (OVS's userspace datapath
+All ends are up, without addresses (no IPv6 in the OVS namespace either), and the outside ends do not offload tx checksums (OVS's userspace datapath
 would pass partial checksums on). The uplinks join br-sfc as the flavor's OVS script adds `p0` (a system port,
 `external_ids:dpf-type=physical` on the Port); the PF representors only exist as netdevs until a pf
 ServiceInterface makes them ports. Synchronous: call from a worker thread.
@@ -61,6 +61,10 @@ def make_port_ends(ovs: PrivateOvs, host_pf_names: Sequence[str], bridge: str = 
             _remove_netns(ns)
             _run("ip", "netns", "add", ns)
             _run("ip", "-n", ns, "link", "set", "lo", "up")
+        # The OVS namespace's own kernel stays quiet: no IPv6 router solicitations or MLD reports from the ends
+        # in it (the uplinks, representors and the CNI's host ends) into the chains.
+        _run("ip", "netns", "exec", ovs.netns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+             "net.ipv6.conf.default.disable_ipv6=1")  # fmt: skip
         with iproute(ovs.netns) as ipr:
             for i, host_pf in enumerate(host_pf_names):
                 pairs = (

@@ -161,13 +161,16 @@ class Rack:
         await asyncio.to_thread(ovs.add_bridge, "br-sfc")
         ends = await asyncio.to_thread(make_port_ends, ovs, dpu.pf_names)
         self.port_ends[dpu.name] = ends
-        record = {"name": dpu.name, "netns": ovs.netns, "rundir": str(ovs.rundir), "db": ovs.db, **ends.record()}
+        # The CNI socket in the OVS's short rundir: a unix socket path has at most 107 bytes, a state dir can be long.
+        cni_socket = str(ovs.rundir / "sfc-cni.sock")
+        record = {"name": dpu.name, "netns": ovs.netns, "rundir": str(ovs.rundir), "db": ovs.db,
+                  "cniSocket": cni_socket, **ends.record()}  # fmt: skip
         dpu.state_dir.mkdir(parents=True, exist_ok=True)
         (dpu.state_dir / OVS_RECORD).write_text(json.dumps(record, indent=1) + "\n")
         # system: physical and pf ports are the veth ends make_port_ends put in the OVS's namespace, where the
         # SFC CNI puts the host ends of pods' veths too.
         return {"enabled": True, "ovsdb": ovs.db, "ofctlTarget": ovs.mgmt("br-sfc"), "portType": "system",
-                "cniNetns": ovs.netns}  # fmt: skip
+                "cniNetns": ovs.netns, "cniSocket": cni_socket}  # fmt: skip
 
     async def stop(self) -> None:
         for task in self._tasks:
