@@ -221,15 +221,8 @@ class FanoutReconciler:
         wanted = status_patch(obj, st.conditions)
         if wanted is None:
             return
-        try:
-            await self.d.client.patch_no_result(
-                self.family.resource, key.namespace, key.name, {"status": wanted}, subresource="status"
-            )
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
-            return
-        self.status_patches += 1
+        if await self.d.client.patch_status(self.family.resource, key.namespace, key.name, wanted):
+            self.status_patches += 1
 
     # -- cache events -------------------------------------------------------------------------------
     def on_object(self, event: EventType, obj: Obj, old: Obj | None) -> None:

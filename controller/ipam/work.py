@@ -157,15 +157,8 @@ class IpamWork:
         wanted = status_patch(obj, conditions)
         if wanted is None:
             return
-        try:
-            await self.client.patch_no_result(
-                DPUSERVICEIPAMS, key.namespace, key.name, {"status": wanted}, subresource="status"
-            )
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
-            return
-        self.status_patches += 1
+        if await self.client.patch_status(DPUSERVICEIPAMS, key.namespace, key.name, wanted):
+            self.status_patches += 1
 
     # -- cache events -------------------------------------------------------------------------------
     def on_object(self, event: EventType, obj: Obj, old: Obj | None) -> None:

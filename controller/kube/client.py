@@ -357,6 +357,16 @@ class KubeClient:
         """As `patch`, for callers that do not use the patched object: the answer is not decoded."""
         await self._send(*self._patch_args(rt, namespace, name, subresource), body=patch, content_type=MERGE_PATCH)
 
+    async def patch_status(self, rt: ResourceType, namespace: str, name: str, status: Obj) -> bool:
+        """Merge `status` into the object's status subresource; False if the object is gone (nothing to report on)."""
+        try:
+            await self.patch_no_result(rt, namespace, name, {"status": status}, subresource="status")
+        except ApiError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return True
+
     @staticmethod
     def _patch_args(rt: ResourceType, namespace: str, name: str, subresource: str | None) -> tuple[str, str, str]:
         what = f"patch {rt.kind} {namespace}/{name}" + (f" {subresource}" if subresource else "")

@@ -299,11 +299,7 @@ class DPUSetReconciler:
         await self._patch_status_ignoring_gone(key, {"status": {"dpuStatistics": patch}})
 
     async def _patch_status_ignoring_gone(self, key: ObjKey, patch: Obj) -> None:
-        try:
-            await self.d.client.patch_no_result(DPUSETS, key.namespace, key.name, patch, subresource="status")
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
+        await self.d.client.patch_status(DPUSETS, key.namespace, key.name, patch["status"])
 
     def _record(
         self,
