@@ -104,6 +104,15 @@ class SimDpu:
                 return flow
         return None
 
+    def chain_packets(self, in_port: int, cookie: str) -> int:
+        """Packets the chain's flows (its own and the MAC entries it learned, which carry its cookie and win over
+        its own once the return traffic has taught them) counted for packets entering at `in_port`."""
+        return sum(
+            int(f.get("n_packets", "0"))
+            for f in self.flows()
+            if f.get("cookie") == cookie and f.get("in_port") == str(in_port)
+        )
+
     def trace(self, flow: str) -> str:
         return self.exec("ovs-appctl", "ofproto/trace", "br-sfc", flow).stdout
 

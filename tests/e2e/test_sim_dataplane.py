@@ -132,12 +132,12 @@ def test_a_chain_applied_with_kubectl_carries_wire_traffic_through_the_service_p
         # Real traffic: ICMP, UDP and TCP from the wire reach the host, through the firewall pod.
         address_ends(dpu)
         assert ping(dpu.netns("wire"), HOST_IP), "no ICMP echo reply from the host through the chain"
-        p0_before = int(dpu.chain_flow(of["p0"])["n_packets"])  # type: ignore[index]
+        p0_before = dpu.chain_packets(of["p0"], cookie)
         fw_before, mon_before = firewall.rx_packets("fw-in"), monitor.rx_packets("mon-in")
         assert udp_wire_to_host(dpu, 50) == 50
         assert tcp_wire_to_host(dpu) == "echoed"
         assert firewall.rx_packets("fw-in") - fw_before >= 50, "the datagrams did not pass the firewall pod"
-        assert int(dpu.chain_flow(of["p0"])["n_packets"]) - p0_before >= 50  # type: ignore[index]
+        assert dpu.chain_packets(of["p0"], cookie) - p0_before >= 50
         assert monitor.rx_packets("mon-in") - mon_before < 50, "the datagrams reached the monitor pod too"
 
         # Re-route: the same chain through the monitor pod.
