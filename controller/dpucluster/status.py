@@ -12,44 +12,34 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pydantic import ValidationError
+
 from controller.dpucluster.clusters import DpuClusterError, DpuClusters
 from controller.dpucluster.resources import DPUCLUSTERS
 from controller.kube.client import KubeClient
 from controller.kube.informer import EventType, Informer
 from controller.kube.objects import Obj, ObjKey, describe, generation_of, is_deleting, key_of
 from controller.queue import DONE, Result, WorkQueue, run_workers
-from dpfd.api.conditions import now_rfc3339
+from dpfd.api.conditions import Condition, set_condition
 
 log = logging.getLogger(__name__)
 
 HEALTH_PERIOD = 30.0
 
 
-def set_condition(conditions: list[dict[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
-    """`conditions` with `new` in place of its type, keeping lastTransitionTime when the status is unchanged."""
-    out, replaced = [], False
-    for c in conditions:
-        if c.get("type") == new["type"]:
-            if c.get("status") == new["status"] and c.get("lastTransitionTime"):
-                new = {**new, "lastTransitionTime": c["lastTransitionTime"]}
-            out.append(new)
-            replaced = True
-        else:
-            out.append(c)
-    if not replaced:
-        out.append(new)
+def condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> Condition:
+    return Condition(type=type_, status="True" if ok else "False", reason=reason, message=message,
+                     observedGeneration=generation)  # fmt: skip
+
+
+def _parsed(raw: list[dict[str, Any]]) -> list[Condition]:
+    out = []
+    for c in raw:
+        try:
+            out.append(Condition.model_validate(c))
+        except ValidationError:
+            continue  # not a condition we can keep
     return out
-
-
-def condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": "True" if ok else "False",
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": now_rfc3339(),
-        "observedGeneration": generation,
-    }
 
 
 def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
@@ -105,7 +95,7 @@ class DpuClusterStatusReconciler:
         if phase == "Failed":
             return DONE
         generation = generation_of(obj)
-        conditions = list(status.get("conditions") or [])
+        conditions = _parsed(status.get("conditions") or [])
         kubeconfig = (obj.get("spec") or {}).get("kubeconfig")
         created = bool(kubeconfig)
         conditions = set_condition(
@@ -127,8 +117,9 @@ class DpuClusterStatusReconciler:
                 phase = "Ready"
         elif phase in ("Ready", "NotReady"):
             phase = "NotReady"
-        wanted = {"phase": phase, "conditions": conditions}
-        if status.get("phase") != phase or not _same(status.get("conditions") or [], conditions):
+        dumped = [c.model_dump(mode="json", exclude_none=True) for c in conditions]
+        wanted = {"phase": phase, "conditions": dumped}
+        if status.get("phase") != phase or not _same(status.get("conditions") or [], dumped):
             await self._write(key, wanted)
             if phase != status.get("phase"):
                 log.info("DPUCluster phase", extra={"object": describe("DPUCluster", key), "phase": phase})
