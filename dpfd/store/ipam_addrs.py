@@ -86,19 +86,7 @@ class Addresses:
                 )
             # Lost races mean others took the first free ones: spread the retries over the next few.
             addr = free[attempt % min(len(free), 8)] if attempt else free[0]
-            res = await self._store.txn(
-                [
-                    Compare.mod_revision(ipam_range_key(pool, node), "=", state.range_revision),
-                    Compare.create_revision(ipam_address_key(pool, node, str(addr)), "=", 0),
-                    Compare.create_revision(ipam_owner_key(pool, node, owner), "=", 0),
-                ],
-                [
-                    Put(ipam_address_key(pool, node, str(addr)), owner),
-                    Put(ipam_owner_key(pool, node, owner), str(addr)),
-                    Put(ipam_node_prefix(pool, node) + "last", str(addr)),
-                ],
-            )
-            if res.succeeded:
+            if await self._take(pool, node, owner, addr, state, Put(ipam_node_prefix(pool, node) + "last", str(addr))):
                 log.debug("pool %s node %s: %s -> %s", pool, node, owner, addr)
                 return addr, state.range
         raise IpamError(f"pool {pool} node {node}: allocate for {owner} lost {MAX_ATTEMPTS} races in a row")
@@ -117,20 +105,28 @@ class Addresses:
             holder = state.by_address.get(address)
             if holder is not None:
                 raise AddressesExhausted(f"pool {pool}: {address} on node {node} is held by {holder}, not {owner}")
-            res = await self._store.txn(
-                [
-                    Compare.mod_revision(ipam_range_key(pool, node), "=", state.range_revision),
-                    Compare.create_revision(ipam_address_key(pool, node, str(address)), "=", 0),
-                    Compare.create_revision(ipam_owner_key(pool, node, owner), "=", 0),
-                ],
-                [
-                    Put(ipam_address_key(pool, node, str(address)), owner),
-                    Put(ipam_owner_key(pool, node, owner), str(address)),
-                ],
-            )
-            if res.succeeded:
+            if await self._take(pool, node, owner, address, state):
                 return address, state.range
         raise IpamError(f"pool {pool} node {node}: claim of {address} for {owner} lost {MAX_ATTEMPTS} races in a row")
+
+    async def _take(
+        self, pool: str, node: str, owner: str, addr: IPv4Address, state: NodeAllocations, *more: Put
+    ) -> bool:
+        """One transaction giving `addr` to `owner`: only if the node's range is still the one read, and neither
+        the address nor the owner has an allocation yet (two writers can never both win)."""
+        res = await self._store.txn(
+            [
+                Compare.mod_revision(ipam_range_key(pool, node), "=", state.range_revision),
+                Compare.create_revision(ipam_address_key(pool, node, str(addr)), "=", 0),
+                Compare.create_revision(ipam_owner_key(pool, node, owner), "=", 0),
+            ],
+            [
+                Put(ipam_address_key(pool, node, str(addr)), owner),
+                Put(ipam_owner_key(pool, node, owner), str(addr)),
+                *more,
+            ],
+        )
+        return res.succeeded
 
     async def node_owners(self, node: str) -> dict[str, dict[str, IPv4Address]]:
         """Every pool's owners on this node: {pool: {owner: address}}. One read of the whole IPAM keyspace (every
