@@ -259,7 +259,12 @@ async def test_bfb_goes_to_every_host_and_its_status_aggregates_their_reports(
         # h3's dpfd goes away and it has no Node: it is gone for good, so the BFB is no longer waiting for it.
         await store.delete(store_keys.member_key("h3"))
         await wait_until(lambda: bfb_status(kube).get("phase") == "Ready", what="Ready without h3")
-        assert await read_intent(store, "h3", "BFB", NS, "bf-bundle") is None
+
+        # Its intent goes too (status and intent are written by separate steps: wait for each).
+        async def h3_intent_gone() -> bool:
+            return await read_intent(store, "h3", "BFB", NS, "bf-bundle") is None
+
+        await wait_until(h3_intent_gone, what="h3's BFB intent removed")
     finally:
         await replica.stop()
 
