@@ -94,6 +94,7 @@ class Membership:
     suspicions: dict[str, Suspicion] = field(default_factory=dict)
     awareness: Awareness = field(init=False)
     left: bool = False
+    _size: int | None = field(default=None, init=False, repr=False)  # members not gone, cached between changes
 
     def __post_init__(self) -> None:
         self.awareness = Awareness(self.config.awareness_max_multiplier)
@@ -110,7 +111,14 @@ class Membership:
 
     def estimated_size(self) -> int:
         """Members not dead or left (memberlist's ``estNumNodes`` counts all known; we exclude the gone)."""
-        return sum(1 for m in self.members.values() if not m.state.dead_or_left)
+        if self._size is None:
+            self._size = sum(1 for m in self.members.values() if not m.state.dead_or_left)
+        return self._size
+
+    def forget(self, node: str) -> None:
+        """Drop a member we no longer gossip about (dead or left for long enough)."""
+        if node != self.local and self.members.pop(node, None) is not None:
+            self._size = None
 
     # --- handlers -------------------------------------------------------------------------------------------------
 
@@ -122,6 +130,7 @@ class Membership:
         if state is None:
             state = Member(a.node, a.addr, a.meta, 0, MemberState.DEAD, now)
             self.members[a.node] = state
+            self._size = None
         elif state.addr != a.addr:
             # another address claims a known name: only a member gone long enough may be reclaimed
             reclaim_time = self.config.dead_node_reclaim_time
@@ -146,6 +155,7 @@ class Membership:
         state.meta = a.meta
         if state.state is not MemberState.ALIVE:
             state.state = MemberState.ALIVE
+            self._size = None
             state.state_change = now
         event: Event | None = None
         if old_state.dead_or_left:
@@ -191,6 +201,7 @@ class Membership:
             return self._refute(state, d.incarnation)
         state.incarnation = d.incarnation
         state.state = MemberState.LEFT if d.node == d.from_ else MemberState.DEAD
+        self._size = None
         state.state_change = now
         return Outcome(applied=True, broadcast=d, event=Event.LEAVE)
 
