@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Self
+from typing import ClassVar, Self
 
 
 class GossipConfigError(ValueError):
@@ -41,6 +41,8 @@ class GossipConfig:
     handoff_queue_depth: int = 1024
     max_meta_size: int = 512
     queue_check_interval: float = 30.0
+
+    PROFILES: ClassVar[tuple[str, ...]] = ("lan", "wan", "local")
 
     def __post_init__(self) -> None:
         positive_times = ("probe_interval", "probe_timeout", "tcp_timeout", "gossip_interval")
@@ -84,6 +86,13 @@ class GossipConfig:
                 continue
             if f.type in ("int",) and not isinstance(value, int):
                 raise GossipConfigError(f"{f.name} must be an int, got {value!r}")
+
+    @classmethod
+    def profile(cls, name: str) -> Self:
+        """One of memberlist's profiles by name: lan, wan or local."""
+        if name not in cls.PROFILES:
+            raise GossipConfigError(f"unknown gossip profile {name!r}: expected one of {', '.join(cls.PROFILES)}")
+        return {"lan": cls.lan, "wan": cls.wan, "local": cls.local}[name]()
 
     @classmethod
     def lan(cls) -> Self:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Event, Member], None]
 MAX_STREAM_SIZE = 4 * 1024 * 1024
+NACK_FRACTION = 0.8
 
 
 @dataclass(slots=True)
@@ -266,7 +267,8 @@ class GossipNode:
 
         probe.on_ack = acked
         self._probes[seq] = probe
-        probe.timers.append(self.rt.call_later(self.config.probe_timeout, silent))
+        # Lifeguard: nack at 80 % of the probe timeout, so the nack is back before the requester's round ends.
+        probe.timers.append(self.rt.call_later(NACK_FRACTION * self.config.probe_timeout, silent))
         self._send(req.addr, [Ping(seq, req.node, self.name, self.addr)])
 
     def _apply(self, outcome: Outcome) -> None:
@@ -377,12 +379,13 @@ class GossipNode:
             self._drop_probe(seq)
             if not self._running:
                 return
-            if not probe.acked and fallback_ok:
-                # UDP failed but TCP reached it: the member is alive; our network may be lossy.
-                self.stats.tcp_fallback_ok += 1
-                return
+            # Missing nacks count against our own health even when TCP gets through (memberlist does the same).
             self.membership.awareness.apply_delta(probe_awareness_delta(probe.acked, expected_nacks, probe.nacks))
             if probe.acked:
+                return
+            if fallback_ok:
+                # UDP failed but TCP reached it: the member is alive; the network may be lossy.
+                self.stats.tcp_fallback_ok += 1
                 return
             self.stats.probe_failures += 1
             outcome = self.membership.suspect_local(target.name, self.rt.now())
