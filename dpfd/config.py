@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from pathlib import Path
@@ -15,6 +17,7 @@ from dpfd.dpu.ovs.ports import PortSettings
 from dpfd.dpu.settings import JoinSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/dpf/dpfd.yaml")
+GOSSIP_KEY_SIZES = (16, 24, 32)  # AES-style sizes, as memberlist's keyring (dpfd.gossip.keyring.KEY_SIZES)
 CONFIG_ENV = "DPFD_CONFIG"
 
 Role = Literal["host", "dpu"]
@@ -179,6 +182,67 @@ class DataplaneConfig(_CamelModel):
         return self.ofctl_target or self.bridge
 
 
+GossipProfile = Literal["lan", "wan", "local"]
+WILDCARD_HOSTS = ("0.0.0.0", "::")
+
+
+def _gossip_addr(value: str) -> tuple[str, int]:
+    """An IP:port gossip address (the transport resolves no names), as (host, port); ValueError saying why not."""
+    from dpfd.gossip.transport import parse_addr  # the transport's own parser: what it accepts, we accept
+
+    return parse_addr(value)
+
+
+class GossipSettings(_CamelModel):
+    """Gossip membership (SWIM with Lifeguard): fast liveness and host/DPU pairing. Advisory only: etcd decides who
+    owns what. Off by default so existing configs keep working; dpf-sim and the DPUs a host flashes turn it on."""
+
+    enabled: bool = False
+    bind: str = "0.0.0.0:7946"  # UDP and TCP, IP:port (no names); port 0: any free port
+    # What the others dial. Default: the bound address; when bound to 0.0.0.0 or ::, the address of the interface
+    # that routes to the first etcd endpoint. That interface reaches the rest of the fleet (everyone talks to the
+    # same etcd), and asking the kernel's routing table needs no extra setting and sends nothing.
+    advertise: str | None = None
+    profile: GossipProfile = "lan"  # memberlist's timing profiles: lan (data centre), wan, local (loopback, tests)
+    # One base64 key (16, 24 or 32 bytes) per line, the first signs and every one verifies (rotation); mode 0600.
+    key_file: Path | None = None
+    rejoin_interval: float = Field(default=10.0, gt=0)  # s between joins through etcd's seeds and lost members
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, v: str) -> str:
+        _gossip_addr(v)
+        return v
+
+    @field_validator("advertise")
+    @classmethod
+    def _advertise(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        host, port = _gossip_addr(v)
+        if host in WILDCARD_HOSTS or port == 0:
+            raise ValueError(f"{v!r} must be an address others can dial: not {host}, not port 0")
+        return v
+
+    @model_validator(mode="after")
+    def _usable(self) -> GossipSettings:
+        if not self.enabled:
+            return self
+        if self.key_file is None:
+            raise ValueError("keyFile is required when gossip is enabled (every packet is authenticated)")
+        host, port = _gossip_addr(self.bind)
+        if host in WILDCARD_HOSTS and port == 0 and self.advertise is None:
+            raise ValueError(f"bind {self.bind!r} (any address, any port) needs advertise: others could not dial it")
+        return self
+
+
+class DpuIdentity(_CamelModel):
+    """Role dpu: where this DPU sits (written by the host through bf.cfg); its gossip metadata pairs it with the host."""
+
+    host_node: str = Field(min_length=1)
+    pci_address: str | None = Field(default=None, pattern=PCI_LABEL_RE.pattern)  # DPF's label form, 0000-03-00
+
+
 class DpfdConfig(_CamelModel):
     node: str = Field(min_length=1, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
     role: Role = "host"
@@ -191,6 +255,8 @@ class DpfdConfig(_CamelModel):
     provisioning: ProvisioningConfig = Field(default_factory=ProvisioningConfig)
     join: JoinSettings | None = None  # role dpu: join the DPU cluster with kubeadm (written by bf.cfg)
     dataplane: DataplaneConfig = Field(default_factory=DataplaneConfig)  # role dpu: ports and flows on OVS
+    gossip: GossipSettings = Field(default_factory=GossipSettings)
+    dpu: DpuIdentity | None = None  # role dpu: its host and PCI address (written by bf.cfg)
 
     def bfb_cache_dir(self) -> Path:
         return self.provisioning.bfb_cache_dir or self.state_dir / "bfb-cache"
@@ -242,6 +308,32 @@ def load_config(cli_path: str | os.PathLike[str] | None = None) -> DpfdConfig:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
     return parse_config(text, str(path))
+
+
+def read_gossip_keys(path: Path) -> list[bytes]:
+    """The keys in gossip.keyFile, primary first; ConfigError naming the field and why when they cannot be used."""
+    where = f"field 'gossip.keyFile': {path}"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: key file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{where}: cannot read key file: {getattr(e, 'strerror', None) or e}") from None
+    keys: list[bytes] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            key = base64.b64decode(line, validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(f"{where}: line {number} is not base64") from None
+        if len(key) not in GOSSIP_KEY_SIZES:
+            raise ConfigError(f"{where}: line {number} is a {len(key)}-byte key; keys are 16, 24 or 32 bytes")
+        keys.append(key)
+    if not keys:
+        raise ConfigError(f"{where}: no key in the file (one base64 key per line, the first is the primary)")
+    return keys
 
 
 def _first_error(e: ValidationError) -> str:

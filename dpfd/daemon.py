@@ -1,7 +1,7 @@
 """dpfd: the node daemon. `dpfd [--config PATH] [run]` runs it; `dpfd --version` prints the version.
 
-Wiring only: configuration, event loop, systemd notify and watchdog, signals, and the NodeAgent with the
-reconcilers of this node's role.
+Wiring only: configuration, event loop, systemd notify and watchdog, signals, the gossip member (when enabled),
+and the NodeAgent with the reconcilers of this node's role.
 """
 
 from __future__ import annotations
@@ -19,17 +19,20 @@ from typing import TYPE_CHECKING
 
 from dpfd.agent.backoff import Backoff
 from dpfd.agent.log import EventLog, setup_logging
-from dpfd.config import ConfigError, DpfdConfig, load_config
+from dpfd.config import ConfigError, DpfdConfig, load_config, read_gossip_keys
 from dpfd.gc_tuning import tune_gc
+from dpfd.services import NodeServices
 from dpfd.systemd_notify import SystemdNotifier
 
 if TYPE_CHECKING:
     from dpfd.agent.reconciler import Reconciler
     from dpfd.dpu.dataplane import Dataplane
     from dpfd.dpu.joiner import DpuRole
+    from dpfd.gossip.agent import GossipAgent
     from dpfd.store import Store
 
 SHUTDOWN_TIMEOUT = 10.0
+GOSSIP_LEAVE_TIMEOUT = 2.0  # s for the leave message to spread before the member stops
 log = EventLog(logging.getLogger("dpfd"))
 
 
@@ -51,11 +54,13 @@ def _source_tree_version() -> str:
         return "0+unknown"
 
 
-def reconcilers_for(config: DpfdConfig, dataplane: Dataplane | None = None) -> list[Reconciler]:
+def reconcilers_for(
+    config: DpfdConfig, dataplane: Dataplane | None = None, gossip: GossipAgent | None = None
+) -> list[Reconciler]:
     if config.role == "host":
         from dpfd.host.setup import host_reconcilers
 
-        return host_reconcilers(config)
+        return host_reconcilers(config, gossip)
     # The dpu role: ServiceInterface and ServiceChain on OVS when dataplane.enabled (see dataplane_for); its
     # cluster join: _start_dpu_role.
     return dataplane.reconcilers() if dataplane is not None else []
@@ -98,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dms_cli.run(args)  # needs no config file: it talks to one DMS only
     try:
         config = load_config(args.config)
+        _gossip_keys(config)  # a key file that cannot be used is a config error: say so now, exit 2
     except ConfigError as e:
         print(f"dpfd: error: {e}", file=sys.stderr)
         return 2
@@ -136,13 +142,18 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
             await dpu_role.stop()
         watchdog.cancel()
         return 0
+    services = NodeServices(config, version(), store=store)
+    services.gossip = await _start_gossip(config, store)
+    if services.gossip is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reload_gossip_keys, services.gossip, config)
     dataplane = dataplane_for(config, store)
-    agent = NodeAgent(
+    agent = services.agent = NodeAgent(
         config,
         store,
-        reconcilers_for(config, dataplane),
+        reconcilers_for(config, dataplane, services.gossip),
         AgentOptions(
             version=version(),
+            gossip_addr=services.gossip.addr if services.gossip is not None else None,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             on_connection_change=lambda up: notifier.status(
                 "registered in etcd" if up else "etcd session lost; keeping the machine as it is"
@@ -162,6 +173,10 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
     ready.cancel()
     log.info("stopping", node=config.node, in_flight=agent.busy)
     notifier.stopping("finishing in-flight work")
+    if services.gossip is not None:
+        # Leave while the etcd session still holds: the others see this member leave, not fail.
+        loop.remove_signal_handler(signal.SIGHUP)
+        await _leave_gossip(services.gossip)
     clean = await agent.stop(SHUTDOWN_TIMEOUT)
     if dataplane is not None:
         await dataplane.stop()
@@ -172,6 +187,49 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
     watchdog.cancel()
     log.info("stopped", node=config.node, clean=clean)
     return 0
+
+
+def _gossip_keys(config: DpfdConfig) -> list[bytes]:
+    if not config.gossip.enabled or config.gossip.key_file is None:
+        return []
+    return read_gossip_keys(config.gossip.key_file)
+
+
+async def _start_gossip(config: DpfdConfig, store: Store) -> GossipAgent | None:
+    """This dpfd's gossip member when the config turns gossip on. Gossip is advisory: when it cannot start, dpfd runs
+    without it (the host then waits on DMS alone for a DPU's reboot) and says why."""
+    if not config.gossip.enabled:
+        return None
+    from dpfd.gossip_member import start_gossip
+
+    try:
+        gossip = await start_gossip(config, store, version(), _gossip_keys(config))
+    except (OSError, ValueError, ConfigError) as e:
+        log.error("gossip_not_started", node=config.node, bind=config.gossip.bind, error=f"{type(e).__name__}: {e}")
+        return None
+    log.info("gossip_started", node=config.node, addr=gossip.addr, profile=config.gossip.profile)
+    return gossip
+
+
+def _reload_gossip_keys(gossip: GossipAgent, config: DpfdConfig) -> None:
+    """SIGHUP: the key file again (rotation: add the new key, make it first, then drop the old one, everywhere)."""
+    from dpfd.gossip_member import reload_key_file
+
+    try:
+        count = reload_key_file(gossip, config.gossip)
+    except (ConfigError, ValueError) as e:
+        log.error("gossip_keys_not_reloaded", node=config.node, error=str(e))
+        return
+    log.info("gossip_keys_reloaded", node=config.node, keys=count)
+
+
+async def _leave_gossip(gossip: GossipAgent) -> None:
+    try:
+        await gossip.leave(GOSSIP_LEAVE_TIMEOUT)
+    except Exception as e:
+        log.warning("gossip_leave_failed", error=f"{type(e).__name__}: {e}")
+        with contextlib.suppress(Exception):
+            await gossip.stop()
 
 
 def _start_dpu_role(config: DpfdConfig) -> DpuRole:

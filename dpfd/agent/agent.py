@@ -36,6 +36,7 @@ RECONCILED = "Reconciled"
 class AgentOptions:
     version: str = "0"
     addresses: tuple[str, ...] = ()
+    gossip_addr: str | None = None  # this dpfd's gossip address: the member value carries it, others join through it
     resync_interval: float = 300.0
     # An int gives this agent its own limit; a shared Semaphore bounds many agents together.
     concurrency: int | asyncio.Semaphore = 4
@@ -149,7 +150,7 @@ class NodeAgent:
         return s if s is not None and not s.lost.is_set() else None
 
     def member_value(self) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "node": self.node,
             "role": self.config.role,
             "version": self.options.version,
@@ -157,6 +158,9 @@ class NodeAgent:
             "pid": os.getpid(),
             "startedAt": self.started_at,
         }
+        if self.options.gossip_addr:
+            value["gossip"] = self.options.gossip_addr  # dpfd.gossip.agent.etcd_seeds reads it
+        return value
 
     async def _session_loop(self) -> None:
         attempt = 0

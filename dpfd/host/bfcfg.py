@@ -13,18 +13,19 @@ or as a `shlex.quote`d word, and reaches YAML only as a JSON-quoted scalar.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dpfd.api.names import dns1123_subdomain_error
 from dpfd.api.provisioning import DPUFlavorSpec
-from dpfd.config import ConfigError, parse_config
+from dpfd.config import GOSSIP_KEY_SIZES, PCI_LABEL_RE, ConfigError, parse_config
 from dpfd.dpu.settings import CA_HASH_PATTERN, ENDPOINT_PATTERN, TOKEN_PATTERN
 from dpfd.host import bfcfg_template as t
 
@@ -128,6 +129,22 @@ class KubeadmJoin(_Frozen):
             raise BfCfgError(f"join command: {first['loc'][0]}: {first['msg']}") from None
 
 
+class DpuGossipSettings(_Frozen):
+    """Gossip for the DPU's dpfd: the host's keys (so each authenticates the other) and timing profile."""
+
+    keys: tuple[bytes, ...] = Field(min_length=1, description="The host's gossip keys, primary first.")
+    profile: Literal["lan", "wan", "local"] = "lan"
+    rejoin_interval: float = Field(default=10.0, gt=0)
+
+    @field_validator("keys")
+    @classmethod
+    def _sizes(cls, v: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        for i, key in enumerate(v):
+            if len(key) not in GOSSIP_KEY_SIZES:
+                raise ValueError(f"key {i} is {len(key)} bytes; keys are 16, 24 or 32 bytes")
+        return v
+
+
 class DpuDaemonSettings(_Frozen):
     """How the DPU's own dpfd reaches etcd, and how it gets installed."""
 
@@ -140,6 +157,7 @@ class DpuDaemonSettings(_Frozen):
         description="argv cloud-init runs on first boot to install dpf, e.g. apt-get install -y dpf; "
         "None when the BFB already carries it.",
     )
+    gossip: DpuGossipSettings | None = Field(default=None, description="None: the DPU's dpfd runs without gossip.")
 
     @field_validator("ca_pem", "cert_pem", "key_pem")
     @classmethod
@@ -154,6 +172,9 @@ class BfCfgContext(_Frozen):
 
     dpu_name: str = Field(description="The DPU object's name; becomes its hostname and dpfd node name.")
     node_name: str = Field(description="The host Node the DPU sits in.")
+    pci_address: str | None = Field(
+        default=None, pattern=PCI_LABEL_RE.pattern, description="Where the DPU sits in its host, DPF's label form."
+    )
     bfb_name: str | None = None
     bfb_version: str | None = Field(default=None, description="E.g. the BFB file name or DOCA version.")
     join: KubeadmJoin | None = Field(default=None, description="Absent until the DPU cluster exists.")
@@ -313,13 +334,19 @@ def _system_files(writes: _Writes, ctx: BfCfgContext) -> None:
 
 
 def _dpfd_files(writes: _Writes, ctx: BfCfgContext) -> None:
-    """dpfd.yaml (role dpu) and the DPU's etcd credentials; the config is checked by dpfd's own parser."""
+    """dpfd.yaml (role dpu, its host and PCI address, gossip), the DPU's etcd credentials and gossip keys; the config
+    is checked by dpfd's own parser."""
     settings = ctx.dpfd
     for i, ep in enumerate(settings.etcd_endpoints):
         _check_line(ep, f"dpfd.etcd_endpoints[{i}]")
     config: dict[str, Any] = {"node": ctx.dpu_name, "role": "dpu", "etcd": {"endpoints": list(settings.etcd_endpoints)}}
+    # Who the DPU belongs to: its gossip metadata says so, and the host pairs with it by these.
+    config["dpu"] = {"hostNode": ctx.node_name, **({"pciAddress": ctx.pci_address} if ctx.pci_address else {})}
     if ctx.join is not None:
         config["join"] = _join_settings(ctx.join, ctx.dpu_name)
+    if settings.gossip is not None:
+        config["gossip"] = {"enabled": True, "profile": settings.gossip.profile, "keyFile": t.DPFD_GOSSIP_KEY,
+                            "rejoinInterval": settings.gossip.rejoin_interval}  # fmt: skip
     text = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
     try:
         parse_config(text, t.DPFD_CONFIG)
@@ -336,6 +363,9 @@ def _dpfd_files(writes: _Writes, ctx: BfCfgContext) -> None:
         if pem is not None:
             _check_carriable(pem, f"dpfd {name}")
             writes.add(f"{t.DPFD_PKI_DIR}/{name}", pem, mode, label=f"dpfd credentials ({name})")
+    if settings.gossip is not None:
+        keys = "".join(base64.b64encode(key).decode() + "\n" for key in settings.gossip.keys)
+        writes.add(t.DPFD_GOSSIP_KEY, keys, "0600", label="dpfd gossip keys")
     provenance = {"bfb": ctx.bfb_name, "bfbVersion": ctx.bfb_version, "dpu": ctx.dpu_name, "node": ctx.node_name}
     writes.add(t.DPFD_PROVENANCE, json.dumps(provenance, sort_keys=True, indent=2) + "\n", "0644")
 

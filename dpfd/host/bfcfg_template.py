@@ -29,6 +29,7 @@ CONTAINERD_SCRIPT: Final = "/opt/dpf/config-containerd.sh"
 DPFD_CONFIG: Final = "/etc/dpf/dpfd.yaml"
 DPFD_PROVENANCE: Final = "/etc/dpf/provisioning.json"
 DPFD_PKI_DIR: Final = "/etc/dpf/pki"
+DPFD_GOSSIP_KEY: Final = "/etc/dpf/gossip.key"
 KUBELET_DROP_IN: Final = "/etc/systemd/system/kubelet.service.d/10-bf.conf"
 # The BlueField image's kubelet drop-in that fights kubeadm's; DPF removes it before joining.
 KUBELET_BLUEFIELD_DROP_IN: Final = "/usr/lib/systemd/system/kubelet.service.d/90-kubelet-bluefield.conf"

@@ -25,10 +25,11 @@ from dpfd.sim.ports import free_port
 from dpfd.sim.processes import ProcessGroup, python_module
 from dpfd.sim.progress import ProgressPrinter
 from dpfd.sim.rack import HostPlan, RackPlan
-from dpfd.sim.rack_plan import FlashTiming, host_dpfd_config, rack_plan
+from dpfd.sim.rack_plan import FlashTiming, gossip_config, host_dpfd_config, rack_plan
 
 OPERATOR_NAMESPACE = "dpf-operator-system"
 DEFAULT_BFB_PORT = 18080
+GOSSIP_KEY_FILE = "gossip.key"  # in the state dir: the fleet's one gossip key, new for every `up`
 
 
 class SimError(RuntimeError):
@@ -55,6 +56,7 @@ class Fleet:
         self.processes = ProcessGroup(state_dir)
         self.etcd: EtcdCluster | None = None
         self.info: dict[str, Any] = {"stateDir": str(state_dir), "hosts": {}, "dpuClusters": {}}
+        self.gossip_key = state_dir / GOSSIP_KEY_FILE
 
     def say(self, message: str) -> None:
         if not self.quiet:
@@ -89,6 +91,7 @@ class Fleet:
         except ApplyError as e:
             raise SimError(str(e)) from e
         self._validate(objects)
+        write_gossip_key(self.gossip_key)
 
         self.etcd = EtcdCluster(self.state_dir / "etcd", size=1)
         try:
@@ -155,7 +158,7 @@ class Fleet:
         """Each `up` starts a fresh fleet: remove what an earlier run left (only the paths `up` creates)."""
         for name in ("etcd", "hosts", "dpuclusters", "logs", "tls"):
             shutil.rmtree(self.state_dir / name, ignore_errors=True)
-        for name in ("host.kubeconfig", "sim.json", "rack.json"):
+        for name in ("host.kubeconfig", "sim.json", "rack.json", GOSSIP_KEY_FILE):
             (self.state_dir / name).unlink(missing_ok=True)
 
     def _validate(self, objects: list[dict[str, Any]]) -> None:
@@ -275,12 +278,15 @@ class Fleet:
     def start_host(self, host: HostPlan, endpoints: list[str]) -> None:
         node = host.node
         home = self.state_dir / "hosts" / node
-        config = host_dpfd_config(host, endpoints, home, self.options.flash_seconds)
+        # The host's dpfd gossips; the DPUs it flashes do too (bf.cfg carries its key and profile to them).
+        gossip = gossip_config(self.gossip_key, free_port())
+        config = host_dpfd_config(host, endpoints, home, self.options.flash_seconds, gossip)
         home.mkdir(parents=True, exist_ok=True)
         (home / "dpfd.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         self.processes.spawn(f"dpfd-{node}", python_module("dpfd.daemon", "--config", str(home / "dpfd.yaml")))
-        self.info["hosts"][node] = {"config": str(home / "dpfd.yaml"), "dpus": [d.name for d in host.dpus]}
-        self.say(f"host {node}: dpfd started (role host, {len(host.dpus)} BlueField(s))")
+        self.info["hosts"][node] = {"config": str(home / "dpfd.yaml"), "dpus": [d.name for d in host.dpus],
+                                    "gossip": gossip["bind"]}  # fmt: skip
+        self.say(f"host {node}: dpfd started (role host, {len(host.dpus)} BlueField(s), gossip at {gossip['bind']})")
 
     def _save_info(self) -> None:
         path = self.state_dir / "sim.json"
@@ -301,6 +307,15 @@ class Fleet:
         finally:
             progress.cancel()
             await asyncio.gather(progress, return_exceptions=True)
+
+
+def write_gossip_key(path: Path) -> None:
+    """A fresh gossip key (32 random bytes, base64, one line), readable by this user only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+    path.chmod(0o600)
 
 
 def _port_free(port: int) -> bool:

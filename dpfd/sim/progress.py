@@ -66,4 +66,8 @@ def _why(obj: dict[str, Any]) -> str:
         c = waiting[-1]
         return f" [{c['type']}: {c.get('reason', '')}: {c.get('message', '')}]"
     done = [c for c in conditions if c.get("status") == "True"]
-    return f" [{done[-1]['type']}]" if done else ""
+    if not done:
+        return ""
+    # A finished step says how, where it matters (Rebooted: "DPU back: its dpfd joined gossip").
+    message = done[-1].get("message")
+    return f" [{done[-1]['type']}: {message}]" if message else f" [{done[-1]['type']}]"

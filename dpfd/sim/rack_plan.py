@@ -110,9 +110,19 @@ def rack_plan(
     )
 
 
-def host_dpfd_config(host: HostPlan, etcd_endpoints: list[str], home: Path, flash_seconds: float) -> dict[str, Any]:
-    """The dpfd config (YAML data) of a simulated host: its sysfs tree, namespace and DMS endpoints from the rack."""
-    return {
+def gossip_config(key_file: Path, port: int) -> dict[str, Any]:
+    """`gossip:` of a simulated dpfd: on, on loopback at its own port (kept across restarts: gossip knows a member by
+    name and address), memberlist's local timing. The DPUs a host flashes get the same key and profile via bf.cfg."""
+    return {"enabled": True, "bind": f"127.0.0.1:{port}", "profile": "local", "keyFile": str(key_file),
+            "rejoinInterval": 1.0}  # fmt: skip
+
+
+def host_dpfd_config(
+    host: HostPlan, etcd_endpoints: list[str], home: Path, flash_seconds: float, gossip: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The dpfd config (YAML data) of a simulated host: its sysfs tree, namespace and DMS endpoints from the rack,
+    and `gossip` (see gossip_config) when given."""
+    config: dict[str, Any] = {
         "node": host.node,
         "role": "host",
         "etcd": {"endpoints": etcd_endpoints},
@@ -135,3 +145,6 @@ def host_dpfd_config(host: HostPlan, etcd_endpoints: list[str], home: Path, flas
             "discoveryInterval": 5.0,
         },
     }
+    if gossip is not None:
+        config["gossip"] = gossip
+    return config

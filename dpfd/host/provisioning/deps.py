@@ -95,4 +95,18 @@ class HostNetwork(Protocol):
         ...
 
 
+class DpuPresence(Protocol):
+    """Whether a DPU's own dpfd is up, as the host learns it from gossip: the member with role dpu naming this host
+    and the DPU's PCI address. Advisory: it only lets the host stop waiting sooner than DMS would tell it."""
+
+    def started(self, host: str, pci_address: str) -> float | None:
+        """When the DPU's dpfd that is alive now started (its wall clock); None when none is alive."""
+        ...
+
+    async def wait_started(self, host: str, pci_address: str, *, after: float, not_at: float, within: float) -> bool:
+        """Wait until the DPU's dpfd is alive with a start time later than `after` and other than `not_at` (one
+        seen before); False after `within` seconds."""
+        ...
+
+
 BfCfgRenderer = Callable[[dict[str, Any], dict[str, Any]], bytes]  # (flavor spec, context) -> bf.cfg

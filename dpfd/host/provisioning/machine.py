@@ -29,6 +29,7 @@ from dpfd.host.provisioning.deps import (
     BfbSource,
     BfCfgRenderer,
     DmsProvider,
+    DpuPresence,
     DpuTarget,
     HostNetwork,
     HostPower,
@@ -47,6 +48,7 @@ DEFAULT_NUM_VFS = 16
 DEFAULT_MTU = 1500
 
 Kick = Callable[[ObjectRef, float], None]
+_BACK_BY = {"gossip": "its dpfd joined gossip", "dms": "DMS RebootStatus says done"}
 
 
 @dataclass
@@ -63,7 +65,9 @@ class ProvisioningDeps:
     recheck_interval: float = 10.0  # how often to look again at something outside our control
     num_vfs: int = DEFAULT_NUM_VFS  # unless the intent's context says
     mtu: int = DEFAULT_MTU
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.time  # wall clock: compared with the start time a DPU's dpfd gossips
+    # Gossip: the DPU's dpfd coming back ends the wait for its reboot before DMS says so; None: DMS alone.
+    presence: DpuPresence | None = None
 
 
 @dataclass
@@ -275,6 +279,7 @@ class DpuProvisioner:
                     await self._fence(ref)
                     p.activate_started = True
                     p.activated_at = self.deps.clock()
+                    p.dpu_dpfd_started_before = self._dpu_dpfd_started(target) or 0.0
                     self._save(ref, p)
                     await session.activate(want)
                 p.activated = True
@@ -286,12 +291,10 @@ class DpuProvisioner:
         if not p.dpu_rebooted:
 
             async def dpu_reboot() -> None:
-                session = await self.deps.dms.session(target)
-                try:
-                    await session.wait_reboot_done(self.deps.dpu_reboot_timeout)
-                finally:
-                    await session.close()
+                p.dpu_rebooted_by = await self._wait_dpu_back(target, p)
                 p.dpu_rebooted = True
+                log.info("DPU %s is back after its reboot (%s)", ref.name, _BACK_BY[p.dpu_rebooted_by],
+                         extra={"dpu": ref.name, "by": p.dpu_rebooted_by})  # fmt: skip
 
             return _Background("waiting for the DPU to reboot", dpu_reboot)
         if p.host_rebooted:
@@ -328,6 +331,44 @@ class DpuProvisioner:
             await self.deps.power.reboot(method)
 
         return _Background(f"rebooting host {self.node} ({method})", reboot)
+
+    async def _wait_dpu_back(self, target: DpuTarget, p: Progress) -> str:
+        """Wait for the DPU to be back after Activate: DMS's RebootStatus or, with gossip, the DPU's own dpfd joining
+        with a start time after the activation, whichever comes first. Which one it was: "dms" or "gossip".
+
+        Both waits start over after a restart of this dpfd (what they compare with is in the progress), so the
+        wait is as level-triggered as the rest of the machine."""
+
+        async def dms() -> None:
+            session = await self.deps.dms.session(target)
+            try:
+                await session.wait_reboot_done(self.deps.dpu_reboot_timeout)
+            finally:
+                await session.close()
+
+        presence = self.deps.presence
+        if presence is None:
+            await dms()
+            return "dms"
+        by_dms = asyncio.ensure_future(dms())
+        by_gossip = asyncio.ensure_future(
+            presence.wait_started(self.node, target.pci_address, after=p.activated_at,
+                                  not_at=p.dpu_dpfd_started_before, within=self.deps.dpu_reboot_timeout)
+        )  # fmt: skip
+        try:
+            await asyncio.wait({by_dms, by_gossip}, return_when=asyncio.FIRST_COMPLETED)
+            if by_gossip.done() and not by_gossip.cancelled() and by_gossip.exception() is None and by_gossip.result():
+                return "gossip"
+            await by_dms  # DMS answered (or failed: that is the phase's error), or gossip gave up first
+            return "dms"
+        finally:
+            for task in (by_dms, by_gossip):
+                task.cancel()
+            await asyncio.gather(by_dms, by_gossip, return_exceptions=True)
+
+    def _dpu_dpfd_started(self, target: DpuTarget) -> float | None:
+        presence = self.deps.presence
+        return presence.started(self.node, target.pci_address) if presence is not None else None
 
     async def _host_network(self, ref: ObjectRef, target: DpuTarget, intent: Intent, p: Progress) -> None:
         num_vfs = int(intent.context.get("numVFs") or self.deps.num_vfs)
@@ -486,6 +527,7 @@ class DpuProvisioner:
         return {
             "dpuName": ref.name,
             "nodeName": self.node,
+            "pciAddress": str(intent.spec.get("pciAddress") or ""),
             "cluster": intent.context.get("cluster") or {},
             "dpfd": intent.context.get("dpfd") or {},
             "bfb": intent.context.get("bfb") or {},
@@ -499,7 +541,8 @@ class DpuProvisioner:
         for phase in P.HAPPY_PATH[:-1]:
             cond_type = P.CONDITION_OF_PHASE[phase]
             if _passed(p, phase):
-                cond = Condition(type=cond_type, status="True", reason=P.REASON_DONE, observedGeneration=gen)
+                cond = Condition(type=cond_type, status="True", reason=P.REASON_DONE, message=_done_message(p, phase),
+                                 observedGeneration=gen)  # fmt: skip
             elif p.error is not None and p.error.phase == phase:
                 cond = Condition(type=cond_type, status="False", reason=p.error.reason, message=p.error.message[:32768],
                                  observedGeneration=gen)  # fmt: skip
@@ -518,6 +561,8 @@ class DpuProvisioner:
         if p.error is not None:
             details["retryAt"] = p.next_retry_at
             details["attempts"] = p.attempts
+        if p.dpu_rebooted_by:
+            details["dpuRebootedBy"] = p.dpu_rebooted_by
         if p.fencing_token:
             details["lock"] = {"name": lock_name(intent.ref), "token": p.fencing_token}
         return Report(node=self.node, ref=intent.ref, uid=intent.uid, observedGeneration=gen, phase=p.phase,
@@ -566,6 +611,13 @@ def _host_reboot_method(intent: Intent) -> str:
     if command == "skip":
         return "skip"
     return command if automatic else "manual"
+
+
+def _done_message(p: Progress, phase: str) -> str:
+    """What a finished phase's condition says: for Rebooted, what told the host that the DPU was back."""
+    if phase == P.REBOOTING and p.dpu_rebooted_by:
+        return f"DPU back: {_BACK_BY.get(p.dpu_rebooted_by, p.dpu_rebooted_by)}"
+    return ""
 
 
 def _at_or_after(phase: str, other: str) -> bool:

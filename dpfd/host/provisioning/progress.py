@@ -46,7 +46,10 @@ class Progress(BaseModel):
     activate_started: bool = False
     activated: bool = False
     activated_at: float = 0.0  # wall clock
+    # When the DPU's dpfd seen alive over gossip as Activate was sent had started (0: none): not the one to wait for.
+    dpu_dpfd_started_before: float = 0.0
     dpu_rebooted: bool = False
+    dpu_rebooted_by: str = ""  # what told the host the DPU was back: "gossip" (its dpfd joined) or "dms" (RebootStatus)
     host_reboot_method: str = ""
     host_reboot_requested_at: float = 0.0
     host_rebooted: bool = False
@@ -72,8 +75,8 @@ class Progress(BaseModel):
         for name in ("mode_set", "bfb_install_started", "bfb_installed", "cfg_installed", "activate_started",
                      "activated", "dpu_rebooted", "host_rebooted", "host_network_ready", "cluster_ready"):  # fmt: skip
             setattr(self, name, False)
-        self.activated_at = self.host_reboot_requested_at = 0.0
-        self.host_reboot_method = ""
+        self.activated_at = self.host_reboot_requested_at = self.dpu_dpfd_started_before = 0.0
+        self.host_reboot_method = self.dpu_rebooted_by = ""
 
 
 def install_identity(bfb_file: str, bfb_url: str, flavor: dict[str, Any], extra: dict[str, Any]) -> str:

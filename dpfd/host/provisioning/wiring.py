@@ -13,16 +13,25 @@ from pathlib import Path
 from typing import Any
 
 from dpfd.api.provisioning import DPUFlavorSpec
+from dpfd.config import PCI_LABEL_RE
 from dpfd.host.bfb.cache import BfbCache
 from dpfd.host.bfb.errors import BfbFetchError
 from dpfd.host.bfb.progress import Progress as DownloadProgress
-from dpfd.host.bfcfg import BfCfgContext, BfCfgError, DpuDaemonSettings, KubeadmJoin, render_bf_cfg
+from dpfd.host.bfcfg import (
+    BfCfgContext,
+    BfCfgError,
+    DpuDaemonSettings,
+    DpuGossipSettings,
+    KubeadmJoin,
+    render_bf_cfg,
+)
 from dpfd.host.discovery import Discovery, scan
 from dpfd.host.dms.client import DmsClient
 from dpfd.host.dms.errors import DmsError
 from dpfd.host.dms.tls import TlsFiles
 from dpfd.host.hostnet import HostNetworkError, SysfsHostNetwork
 from dpfd.host.provisioning.deps import DmsSession, DpuTarget, FetchedBfb, ProvisioningFailure
+from dpfd.host.provisioning.presence import pci_key
 
 
 class DiscoveryInventory:
@@ -174,18 +183,25 @@ class HostNetworkAdapter:
             raise ProvisioningFailure("HostNetworkNotReady", str(e)) from None
 
 
-def bf_cfg_renderer(dpfd: DpuDaemonSettings) -> Callable[[dict[str, Any], dict[str, Any]], bytes]:
-    """The machine's renderer: the flavor spec and per-DPU context as the intent carries them, to bf.cfg bytes."""
+def bf_cfg_renderer(
+    dpfd: DpuDaemonSettings, gossip: Callable[[], DpuGossipSettings | None] | None = None
+) -> Callable[[dict[str, Any], dict[str, Any]], bytes]:
+    """The machine's renderer: the flavor spec and per-DPU context as the intent carries them, to bf.cfg bytes.
+    `gossip` gives the DPU's gossip settings as they are at each render (keys rotate)."""
 
     def render(flavor: dict[str, Any], ctx: dict[str, Any]) -> bytes:
         cluster = ctx.get("cluster") or {}
         join = cluster.get("joinCommand")
         bfb = ctx.get("bfb") or {}
+        pci = pci_key(str(ctx.get("pciAddress") or ""))
         try:
             context = BfCfgContext(
                 dpu_name=ctx["dpuName"],
                 node_name=ctx["nodeName"],
-                dpfd=dpfd,
+                # An address in another form than DPF's label form is left out: the DPU then gossips without it, and
+                # the host waits on DMS alone for its reboot.
+                pci_address=pci if PCI_LABEL_RE.match(pci) else None,
+                dpfd=dpfd if gossip is None else dpfd.model_copy(update={"gossip": gossip()}),
                 bfb_name=bfb.get("name"),
                 bfb_version=bfb.get("fileName"),
                 join=KubeadmJoin.from_join_command(join) if join else None,

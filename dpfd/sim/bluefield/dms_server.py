@@ -13,7 +13,7 @@ Behaviour follows the gNOI specification and what DPF relies on:
 - System.RebootStatus (subcomponent CPU), System.Reboot (COLD), System.Time, OS.Verify.
 - gNMI Set of nvidia/mode/config/mode ("DPU" or "NIC"), gNMI Capabilities.
 
-Fault knobs (`DmsFaults`): corrupt transfer, install error, reboot that never completes, slow link.
+Fault knobs (`DmsFaults`): corrupt transfer, install error, reboot that never completes, late RebootStatus, slow link.
 Counts of installs, activations and reboots are kept in `stats()` and in the state dir (see dms_state).
 
 With `dpu_os` options (and a state dir) the DPU also boots its OS after a reboot, and at start when it has
@@ -63,18 +63,23 @@ class DmsFaults:
     install_error: an InstallError.Type name (e.g. "TOO_LARGE") returned mid-transfer, after the first chunk.
     reboot_never_completes: after Activate the port closes and never opens again.
     slow_link_bytes_per_s: pace receiving to this rate (0 = off), on top of the install rate.
+    reboot_status_lag: RebootStatus goes on saying the reboot is active this many seconds after the DPU is back (its
+      port and DPU OS up): a DMS slow to report, so the host's other signal (gossip) can be seen to win.
     """
 
     corrupt_transfer: bool = False
     install_error: str | None = None
     reboot_never_completes: bool = False
     slow_link_bytes_per_s: float = 0.0
+    reboot_status_lag: float = 0.0
 
     def __post_init__(self) -> None:
         if self.install_error is not None and self.install_error not in INSTALL_ERROR_TYPES:
             raise ValueError(
                 f"unknown InstallError type {self.install_error!r}; one of {', '.join(INSTALL_ERROR_TYPES)}"
             )
+        if self.reboot_status_lag < 0:
+            raise ValueError(f"reboot status lag must be >= 0 s, not {self.reboot_status_lag}")
         if self.slow_link_bytes_per_s < 0:
             raise ValueError(f"slow link rate must be >= 0 bytes/s, not {self.slow_link_bytes_per_s}")
 
@@ -150,6 +155,7 @@ class EmulatedDms:
         self.reboot_active = False
         self.reboot_reason = ""
         self.reboot_when_ns = 0
+        self._status_lags_until = 0.0  # loop time until which RebootStatus still says active (faults)
         self.up = asyncio.Event()  # set while the port accepts connections
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -283,6 +289,7 @@ class EmulatedDms:
         if not self._stopped:
             await self._boot_os()
             await self._serve()
+            self._status_lags_until = asyncio.get_running_loop().time() + self.faults.reboot_status_lag
 
     async def _boot_os(self) -> None:
         """Boot the DPU OS of the running install (nothing without DPU OS emulation or an install)."""
@@ -437,7 +444,7 @@ class EmulatedDms:
 
     def reboot_status(self) -> system_pb2.RebootStatusResponse:
         """RebootStatus: active while rebooting; afterwards inactive with STATUS_SUCCESS."""
-        if self.reboot_active:
+        if self.reboot_active or asyncio.get_running_loop().time() < self._status_lags_until:
             return system_pb2.RebootStatusResponse(
                 active=True, when=self.reboot_when_ns, reason=self.reboot_reason, method=system_pb2.COLD,
                 count=self.state.reboots,
@@ -601,7 +608,7 @@ async def start(**kwargs: Any) -> EmulatedDms:
 
 
 def parse_fault(text: str, faults: DmsFaults) -> DmsFaults:
-    """Apply one `--fault` value: corrupt | install-error[=TYPE] | reboot-hang | slow-link=BYTES_PER_S."""
+    """Apply one `--fault` value: corrupt | install-error[=TYPE] | reboot-hang | status-lag=S | slow-link=BYTES_PER_S."""
     name, _, value = text.partition("=")
     if name == "corrupt" and not value:
         return replace(faults, corrupt_transfer=True)
@@ -609,12 +616,16 @@ def parse_fault(text: str, faults: DmsFaults) -> DmsFaults:
         return replace(faults, install_error=value or "UNSPECIFIED")
     if name == "reboot-hang" and not value:
         return replace(faults, reboot_never_completes=True)
-    if name == "slow-link":
-        try:
+    try:
+        if name == "slow-link":
             return replace(faults, slow_link_bytes_per_s=float(value))
-        except ValueError:
-            pass
-    raise ValueError(f"bad --fault {text!r}: use corrupt, install-error[=TYPE], reboot-hang or slow-link=BYTES_PER_S")
+        if name == "status-lag":
+            return replace(faults, reboot_status_lag=float(value))
+    except ValueError:
+        pass
+    raise ValueError(
+        f"bad --fault {text!r}: use corrupt, install-error[=TYPE], reboot-hang, status-lag=S or slow-link=BYTES_PER_S"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -635,7 +646,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--install-rate", type=float, default=0.0, help="install speed in bytes/s (0: unthrottled)")
     p.add_argument("--reboot-seconds", type=float, default=1.0, help="how long a reboot keeps the port closed")
     p.add_argument(
-        "--fault", action="append", default=[], help="corrupt | install-error[=TYPE] | reboot-hang | slow-link=B/S"
+        "--fault",
+        action="append",
+        default=[],
+        help="corrupt | install-error[=TYPE] | reboot-hang | status-lag=S | slow-link=B/S",
     )
 
 

@@ -3,8 +3,9 @@
 Booting a new install (a new activation) recreates the DPU's root directory and runs the installed bf.cfg's
 file-writing step with bash against it, as the BFB installer does against the new root file system. The DPU
 then starts a real dpfd process: `python -m dpfd.daemon --config <root>/etc/dpf/dpfd.yaml`, with stateDir and
-runtimeDir moved into the root and a `kubeadm` shim first on PATH that runs the emulated kubeadm. A plain
-reboot keeps the root and starts dpfd again. Shutdown (the next reboot, or the DMS stopping) stops dpfd.
+runtimeDir moved into the root, gossip (when bf.cfg turned it on) bound to its own port on loopback with its key
+file in the root, and a `kubeadm` shim first on PATH that runs the emulated kubeadm. A plain reboot keeps the root
+and starts dpfd again. Shutdown (the next reboot, or the DMS stopping) stops dpfd.
 
 What happened is kept in `<state_dir>/dpu-os.json` so `dpf-sim status` can tell whether the DPU's dpfd runs.
 """
@@ -30,6 +31,7 @@ import yaml
 from dpfd.agent.statefile import write_atomic
 from dpfd.config import ConfigError, parse_config
 from dpfd.dpu.joiner import DpuRole
+from dpfd.sim.ports import free_port
 from dpfd.sim.processes import runs
 
 log = logging.getLogger("dpfd.sim.bluefield.dpu_os")
@@ -84,6 +86,10 @@ class DpuOsOptions:
     stop_timeout: float = 10.0
     join_only: bool = False
     dataplane: Mapping[str, Any] | None = None  # merged into dpfd.yaml's `dataplane:` (the BlueField's own OVS)
+    # Where the DPU's dpfd binds gossip when bf.cfg turned it on (many DPUs share the machine's loopback). None: a
+    # free port on 127.0.0.1, picked once and kept, so the DPU comes back after a reboot at the address the others
+    # know it by (gossip refuses a known name from another address).
+    gossip_bind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -232,7 +238,23 @@ class DpuOs:
             data["join"]["kubeadm"] = str(self.dir / BIN_DIR / "kubeadm")
         if self.options.dataplane is not None:
             data["dataplane"] = {**(data.get("dataplane") or {}), **self.options.dataplane}
+        gossip = data.get("gossip")
+        if isinstance(gossip, dict) and gossip.get("enabled"):
+            key_file = gossip.get("keyFile")
+            if isinstance(key_file, str) and key_file.startswith("/"):
+                gossip["keyFile"] = str(self.root / key_file.lstrip("/"))
+            gossip["bind"] = self._gossip_bind()
+            gossip.pop("advertise", None)
         return yaml.safe_dump(data, sort_keys=False).encode()
+
+    def _gossip_bind(self) -> str:
+        if self.options.gossip_bind is not None:
+            return self.options.gossip_bind
+        bind = self._record.get("gossipBind")
+        if not isinstance(bind, str):
+            bind = f"127.0.0.1:{free_port()}"
+            self._save(gossipBind=bind)
+        return bind
 
     def _write_kubeadm_shim(self) -> Path:
         shim = self.dir / BIN_DIR / "kubeadm"

@@ -1,0 +1,22 @@
+"""What one dpfd process runs besides its reconcilers, in one object for the parts that need it (the host's
+provisioning, the admin server): the daemon fills it in as each thing starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dpfd.agent import NodeAgent
+    from dpfd.config import DpfdConfig
+    from dpfd.gossip.agent import GossipAgent
+    from dpfd.store import Store
+
+
+@dataclass
+class NodeServices:
+    config: DpfdConfig
+    version: str
+    store: Store | None = None  # once connected to etcd
+    gossip: GossipAgent | None = None  # None when gossip is off, or did not start (see the log)
+    agent: NodeAgent | None = None  # the node agent: registration, intents, reports
