@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 from dpfd.gossip.lifeguard import retransmit_limit
 
+# How many too-big broadcasts one packing may pass over looking for a smaller one that fits.
+MAX_SKIPPED = 8
+
 
 @dataclass(slots=True)
 class Broadcast:
@@ -57,7 +60,10 @@ class BroadcastQueue:
             if not b.live or entry[0] != b.transmits:
                 continue
             if used + overhead + b.size > limit:
-                skipped.append(entry)  # too big for what is left: a smaller one may still fit
+                # Too big for what is left: a smaller one may still fit, but do not walk a long queue to find it.
+                skipped.append(entry)
+                if len(skipped) >= MAX_SKIPPED:
+                    break
                 continue
             used += overhead + b.size
             taken.append(b)
