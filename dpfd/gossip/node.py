@@ -146,6 +146,7 @@ class GossipNode:
     def leave(self, timeout: float, on_done: Callable[[], None] | None = None) -> None:
         """Tell the cluster we are leaving (a dead message from ourselves) and call ``on_done`` once it has been sent
         its full retransmit count, or after ``timeout``. Probing stops; gossip goes on until the owner stops us."""
+        others = self.estimated_size() > 1  # counted before we mark ourselves left
         outcome = self.membership.leave(self.rt.now())
         done = False
 
@@ -156,7 +157,7 @@ class GossipNode:
                 if on_done is not None:
                     on_done()
 
-        if outcome.broadcast is not None and self.estimated_size() > 1:
+        if outcome.broadcast is not None and others:
             self._broadcast(outcome.broadcast, on_done=finish)
             self._after("leave", timeout, finish)
             self._gossip_tick(reschedule=False)  # start spreading it now, not at the next tick

@@ -135,11 +135,6 @@ async def test_host_and_dpu_dpfds_find_each_other_through_etcd_and_a_killed_one_
         await asyncio.gather(host.cleanup(), dpu.cleanup())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dpfd/gossip/node.py GossipNode.leave() checks estimated_size() > 1 after marking itself left, so with one "
-    "other member it never sends the leave broadcast and the others declare it failed; remove this mark with the fix",
-)
 async def test_a_dpfd_stopped_with_sigterm_is_seen_leaving_not_failing(
     tmp_path: Path, store: Store, etcd_endpoints: list[str]
 ) -> None:

@@ -196,3 +196,13 @@ def test_same_seed_same_run() -> None:
         return [(o.at, o.observer, o.member) for o in c.observations]
 
     assert run() == run()
+
+
+def test_leave_reaches_the_only_other_member() -> None:
+    c = started(2, seed=15)
+    c.run_for(1)
+    done: list[bool] = []
+    c.nodes["m0001"].leave(timeout=2.0, on_done=lambda: done.append(True))
+    assert c.run_until(lambda: bool(done), within=3) is not None
+    c.crash("m0001")
+    assert c.run_until(lambda: c.state_seen("m0000", "m0001") is LEFT, within=2) is not None
