@@ -38,14 +38,20 @@ class GossipConfig:
     dead_node_reclaim_time: float = 0.0
     # packets and queues
     udp_buffer_size: int = 1400
-    handoff_queue_depth: int = 1024
+    # the broadcast queue is pruned to its newest max(max_queue_depth, 2 * members) entries every queue_check_interval
+    max_queue_depth: int = 4096
     max_meta_size: int = 512
     queue_check_interval: float = 30.0
+    # authentication: a stream message may be this big (push-pull of a large cluster); a packet's timestamp may be
+    # this far from our clock; this many counters back from a sender's newest are still accepted once
+    max_stream_size: int = 4 * 1024 * 1024
+    max_clock_skew: float = 60.0
+    replay_window: int = 1024
 
     PROFILES: ClassVar[tuple[str, ...]] = ("lan", "wan", "local")
 
     def __post_init__(self) -> None:
-        positive_times = ("probe_interval", "probe_timeout", "tcp_timeout", "gossip_interval")
+        positive_times = ("probe_interval", "probe_timeout", "tcp_timeout", "gossip_interval", "max_clock_skew")
         for name in positive_times:
             if getattr(self, name) <= 0:
                 raise GossipConfigError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -68,7 +74,8 @@ class GossipConfig:
             "awareness_max_multiplier",
             "retransmit_mult",
             "max_concurrent_push_pull",
-            "handoff_queue_depth",
+            "max_queue_depth",
+            "replay_window",
         )
         for name in at_least_one:
             if getattr(self, name) < 1:
@@ -78,6 +85,8 @@ class GossipConfig:
                 raise GossipConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.bind_port <= 65535:
             raise GossipConfigError(f"bind_port must be 0..65535, got {self.bind_port}")
+        if self.max_stream_size < 64 * 1024:
+            raise GossipConfigError(f"max_stream_size must be >= 65536, got {self.max_stream_size}")
         if self.udp_buffer_size < 512:
             raise GossipConfigError(f"udp_buffer_size must be >= 512, got {self.udp_buffer_size}")
         for f in fields(self):

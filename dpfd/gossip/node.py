@@ -24,7 +24,6 @@ from dpfd.gossip.state import Alive, Event, Member, Membership, MemberState, Mes
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Event, Member], None]
-MAX_STREAM_SIZE = 4 * 1024 * 1024
 NACK_FRACTION = 0.8
 
 
@@ -74,7 +73,12 @@ class GossipNode:
         self.rt = runtime
         # The sender id from the runtime's rng: a simulated run is then the same bytes every time.
         self.sealer = Sealer(keyring, sender_id=runtime.rng.randbytes(SENDER_ID_SIZE))
-        self.opener = Opener(keyring, max_stream_size=MAX_STREAM_SIZE)
+        self.opener = Opener(
+            keyring,
+            max_stream_size=config.max_stream_size,
+            max_skew=config.max_clock_skew,
+            window=config.replay_window,
+        )
         self.membership = Membership(local=name, addr=addr, config=config, meta=meta, now=runtime.now())
         self.queue = BroadcastQueue(config.retransmit_mult)
         self.stats = EngineStats()
@@ -107,6 +111,8 @@ class GossipNode:
         self._after("gossip", rng.uniform(0, self.config.gossip_interval), self._gossip_tick)
         if self.config.push_pull_interval > 0:
             self._after("push-pull", rng.uniform(0, self._push_pull_interval()), self._push_pull_tick)
+        if self.config.queue_check_interval > 0:
+            self._after("queue-check", self.config.queue_check_interval, self._queue_check_tick)
 
     def stop(self) -> None:
         """Stop every timer; the node answers nothing more (its runtime is closed by its owner)."""
@@ -472,6 +478,13 @@ class GossipNode:
         self.stats.packets_sent += 1
         self.stats.bytes_sent += len(data)
         self.rt.send_packet(addr, data)
+
+    def _queue_check_tick(self) -> None:
+        """A flood of updates (a mass restart) must not grow the queue without bound: keep the newest."""
+        if not self._running:
+            return
+        self._after("queue-check", self.config.queue_check_interval, self._queue_check_tick)
+        self.queue.prune(max(self.config.max_queue_depth, 2 * self.estimated_size()))
 
     # --- anti-entropy ------------------------------------------------------------------------------------------------
 

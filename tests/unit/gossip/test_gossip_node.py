@@ -9,7 +9,7 @@ from dpfd.gossip.config import GossipConfig
 from dpfd.gossip.keyring import Keyring, Sealer
 from dpfd.gossip.lifeguard import suspicion_timeout
 from dpfd.gossip.messages import Ping
-from dpfd.gossip.state import Event, MemberState
+from dpfd.gossip.state import Event, MemberState, Suspect
 from dpfd.sim.gossip_cluster import SimCluster
 
 LAN = GossipConfig.lan()
@@ -206,3 +206,13 @@ def test_leave_reaches_the_only_other_member() -> None:
     assert c.run_until(lambda: bool(done), within=3) is not None
     c.crash("m0001")
     assert c.run_until(lambda: c.state_seen("m0000", "m0001") is LEFT, within=2) is not None
+
+
+def test_the_broadcast_queue_is_pruned_to_its_depth() -> None:
+    c = started(3, seed=16, config=replace(LAN, max_queue_depth=10, queue_check_interval=1.0, gossip_interval=60.0))
+    node = c.nodes["m0000"]
+    for i in range(50):  # suspicions of members nobody knows: the others ignore them, so the cluster stays at 3
+        node._broadcast(Suspect(f"x{i}", 1, "m0000"))
+    assert len(node.queue) == 50
+    c.run_for(1.5)
+    assert len(node.queue) <= 10
