@@ -13,16 +13,20 @@ import logging
 import os
 import signal
 import socket
+import sys
 from dataclasses import dataclass
 
 import uvloop
 
 from controller.dpucluster.clusters import DpuClusters
+from controller.gossip_member import PROFILES, GossipSettingsError, gossip_settings, load_keyring, start_member
 from controller.kube.client import KubeClient
 from controller.leader import LeaderElector
 from controller.logs import setup_logging
 from controller.manager import Controller, ControllerOptions
+from dpfd.config import GossipSettings
 from dpfd.gc_tuning import tune_gc
+from dpfd.gossip.agent import GossipAgent
 from dpfd.store import Store
 
 log = logging.getLogger("controller")
@@ -35,6 +39,7 @@ class RunConfig:
     identity: str
     lease_ttl: float = 10.0
     options: ControllerOptions | None = None
+    gossip: GossipSettings | None = None  # None: no gossip member
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -46,11 +51,33 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=8, help="reconcile workers")
     p.add_argument("--resync", type=float, default=300.0, help="informer resync period in seconds")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    g = p.add_argument_group("gossip", "join the dpfds' gossip to mark DPUs whose daemons are down (off by default)")
+    g.add_argument("--gossip-key-file", help="the dpfds' gossip key file (one base64 key per line); turns gossip on")
+    g.add_argument("--gossip-bind", default="0.0.0.0:7946", help="host:port to listen on (UDP and TCP)")
+    g.add_argument(
+        "--gossip-advertise",
+        help="host:port the dpfds should reach this replica at (default: bound to 0.0.0.0, the address routing to etcd)",
+    )
+    g.add_argument("--gossip-profile", default="lan", choices=sorted(PROFILES), help="failure detector timings")
+    g.add_argument("--gossip-rejoin-interval", type=float, default=10.0, help="seconds between rejoin attempts")
     args = p.parse_args(argv)
     if args.lease_ttl < 2:
         p.error(f"--lease-ttl {args.lease_ttl:g}: must be at least 2 seconds (etcd's minimum lease TTL)")
     if args.workers < 1:
         p.error(f"--workers {args.workers}: must be at least 1")
+    if args.gossip_key_file:
+        try:
+            args.gossip = gossip_settings(
+                args.gossip_key_file,
+                bind=args.gossip_bind,
+                advertise=args.gossip_advertise,
+                profile=args.gossip_profile,
+                rejoin_interval=args.gossip_rejoin_interval,
+            )
+        except GossipSettingsError as exc:
+            p.error(str(exc))
+    else:
+        args.gossip = None
     return args
 
 
@@ -65,10 +92,13 @@ async def run_controller(
     kube = await KubeClient.from_kubeconfig(cfg.kubeconfig)
     try:
         store = await Store.connect(cfg.etcd_endpoints)
+        gossip: GossipAgent | None = None
         try:
+            if cfg.gossip is not None:
+                gossip = await start_member(cfg.gossip, cfg.identity, store, cfg.etcd_endpoints)
             options = cfg.options or ControllerOptions()
             clusters = DpuClusters(kube) if options.dpu_clusters else None
-            controller = Controller(kube, store, cfg.options, cluster_access=clusters)
+            controller = Controller(kube, store, cfg.options, cluster_access=clusters, gossip=gossip)
             elector = LeaderElector(store, cfg.identity, ttl=cfg.lease_ttl)
             if elector_out is not None:
                 elector_out.append(elector)
@@ -92,6 +122,11 @@ async def run_controller(
                 if clusters is not None:
                     await clusters.close()
         finally:
+            if gossip is not None:
+                try:
+                    await gossip.leave()  # the dpfds see this replica left, not failed
+                except Exception:
+                    log.exception("gossip leave failed")
             await store.close()
     finally:
         await kube.close()
@@ -99,6 +134,13 @@ async def run_controller(
 
 def run_main(argv: list[str]) -> int:
     args = parse_args(argv)
+    gossip: GossipSettings | None = args.gossip
+    if gossip is not None and gossip.key_file is not None:
+        try:
+            load_keyring(gossip.key_file)  # refuse an unusable key file now, not after connecting
+        except GossipSettingsError as exc:
+            print(f"dpf-controller: {exc}", file=sys.stderr)
+            return 2
     setup_logging(args.log_level)
     tune_gc()
     endpoints = [e.strip() for e in args.etcd_endpoints.split(",") if e.strip()]
@@ -108,6 +150,7 @@ def run_main(argv: list[str]) -> int:
         identity=args.id,
         lease_ttl=args.lease_ttl,
         options=ControllerOptions(workers=args.workers, resync=args.resync),
+        gossip=gossip,
     )
 
     async def main() -> None:

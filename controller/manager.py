@@ -5,6 +5,8 @@ DPUServiceIPAMs) and the etcd views (reports, members) run on every replica, so 
 that wins the election starts from warm caches. A leadership term builds a fresh IntentPublisher (which
 loads what is in etcd), the provisioning reconcilers, the chaining fan-outs, the DPUServiceIPAM pools, the context work (node effects, BFBs, host discovery,
 DPU cluster answers) and the status writer, enqueues everything once, and runs until the term ends.
+With gossip on, every replica's member follows the dpfds too; the leader's status writer turns what it sees into
+the DPUs' reachability conditions (reachability.py).
 """
 
 from __future__ import annotations
@@ -22,18 +24,21 @@ from controller.ipam.work import IpamWork
 from controller.kube.client import KubeClient
 from controller.kube.events import EventRecorder
 from controller.kube.informer import EventType, Informer
-from controller.kube.objects import Obj, ObjKey, key_of
+from controller.kube.objects import Obj, ObjKey, key_of, name_of
 from controller.kube.resources import BFBS, DPUCLUSTERS, DPUFLAVORS, DPUS, DPUSETS, NODES
 from controller.leader import Term
 from controller.members import MembersCache
 from controller.nodeeffect import NodeEffectOptions
 from controller.publish import FenceLost, IntentPublisher
+from controller.reachability import NAME_INDEX, MemberLedger, affected_dpus, reachability_conditions
 from controller.reconcilers.context_work import ContextDeps, ContextWork, index_context_users
 from controller.reconcilers.dpu_intent import dpu_ref
 from controller.reconcilers.provisioning import ProvisioningDeps, ProvisioningReconcilers, index_dpus
 from controller.reports import ReportCache
 from controller.status import StatusTarget, StatusWriter, dpu_node, dpu_status
 from dpfd.api.intents import ObjectRef, Report
+from dpfd.gossip.agent import GossipAgent
+from dpfd.gossip.view import MemberInfo
 from dpfd.store import Store
 
 log = logging.getLogger(__name__)
@@ -80,7 +85,9 @@ class Controller:
         options: ControllerOptions | None = None,
         *,
         cluster_access: DpuClusters | None = None,
+        gossip: GossipAgent | None = None,
     ) -> None:
+        """``gossip``: this replica's started gossip member, or None when gossip is off."""
         self.kube = kube
         self.store = store
         self.options = options or ControllerOptions()
@@ -114,6 +121,13 @@ class Controller:
         self.service_ipams.add_handler(self._on_service_ipam)
         self.reports.add_handler(self._on_report)
         self.members.add_handler(self._on_member)
+        self.gossip = gossip
+        self.ledger: MemberLedger | None = None
+        if gossip is not None:
+            self.dpus.add_index(NAME_INDEX, lambda o: [name_of(o)])
+            self.ledger = MemberLedger()
+            self.ledger.add_handler(self._on_gossip_member)
+            self.ledger.attach(gossip)
 
     # -- caches -----------------------------------------------------------------------------------
     async def run_caches(self) -> None:
@@ -194,10 +208,18 @@ class Controller:
             context=context,
         )
         provisioning = ProvisioningReconcilers(deps, workers=self.options.workers)
+        ledger = self.ledger
+        dpu_target = StatusTarget(
+            DPUS,
+            self.dpus,
+            node_of=dpu_node,
+            status_of=dpu_status,
+            own_conditions=(lambda dpu: reachability_conditions(ledger, dpu)) if ledger is not None else None,
+        )
         status = StatusWriter(
             self.kube,
             self.reports,
-            [StatusTarget(DPUS, self.dpus, node_of=dpu_node, status_of=dpu_status)],
+            [dpu_target],
             concurrency=self.options.status_concurrency,
             busy=provisioning.busy,
             wait_idle=provisioning.wait_idle,
@@ -325,6 +347,12 @@ class Controller:
             self.work.provisioning.on_report(node, ref, report)
             self.work.context.on_report(node, ref, report)
             self.work.chains.on_report(node, ref, report)
+
+    def _on_gossip_member(self, info: MemberInfo) -> None:
+        if self.work is not None:
+            for dpu in affected_dpus(info, self.dpus.by_index):
+                k = key_of(dpu)
+                self.work.status.enqueue(dpu_ref(k.namespace, k.name))
 
     def _on_member(self, node: str, present: bool) -> None:
         if self.work is not None:

@@ -4,6 +4,10 @@ Driven by a work queue keyed by object, so bursts coalesce per object (the lates
 object is never patched twice at once, and the number of workers bounds the API calls in flight.
 Reports whose uid is not the live object's are ignored (they answer a deleted incarnation); stale
 fencing tokens are already dropped by the ReportCache.
+
+Conditions the controller computes itself (a target's `own_conditions`, e.g. the gossip reachability of a DPU's
+daemons) are merged over the report's on every write, and written on their own for an object without a report,
+so the report never erases them and they never fight it.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from controller.kube.informer import Informer
 from controller.kube.objects import Obj, uid_of
 from controller.kube.resources import ResourceType
 from controller.queue import DONE, Result, WorkQueue, run_workers
+from controller.reachability import merge_conditions
 from controller.refs import object_ref
 from controller.reports import ReportCache
+from dpfd.api.conditions import Condition
 from dpfd.api.intents import ObjectRef, Report
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,7 @@ class StatusTarget:
     informer: Informer
     node_of: Callable[[Obj], str | None]  # the node whose report speaks for the object
     status_of: Callable[[Report], dict[str, Any]] = field(default=base_status)
+    own_conditions: Callable[[Obj], list[Condition]] | None = None  # conditions the controller sets itself
 
 
 def status_differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -132,16 +139,21 @@ class StatusWriter:
             return DONE
         node = target.node_of(obj)
         report = self.reports.latest(node, ref) if node else None
-        if report is None:
-            return DONE
-        if report.uid != uid_of(obj):
+        if report is not None and report.uid != uid_of(obj):
             log.debug(
                 "ignoring report for another incarnation",
                 extra={"object": f"{ref.kind} {ref.namespace}/{ref.name}", "reportUid": report.uid},
             )
+            report = None
+        own = target.own_conditions(obj) if target.own_conditions is not None else []
+        if report is None and not own:
             return DONE
-        wanted = target.status_of(report)
-        if not status_differs(obj.get("status") or {}, wanted):
+        current = obj.get("status") or {}
+        wanted = target.status_of(report) if report is not None else {}
+        if own:
+            base = wanted["conditions"] if report is not None else current.get("conditions") or []
+            wanted["conditions"] = merge_conditions(base, own, current.get("conditions") or [])
+        if not status_differs(current, wanted):
             return DONE
         try:
             await self.client.patch_no_result(

@@ -1,9 +1,12 @@
-"""dpfctl: look at the fleet through etcd — which dpfds are alive, what each node was asked, what it answered.
+"""dpfctl: look at the fleet through etcd — which dpfds are alive, what each node was asked, what it answered —
+and at the local dpfd through its admin socket.
 
   dpfctl [--etcd URL[,URL]] get members|intents|reports [--node NODE] [-o table|json]
+  dpfctl members [--socket PATH] [-o table|json]
 
 etcd endpoints come from --etcd, else $DPF_ETCD_ENDPOINTS, else the `etcd.endpoints` of /etc/dpf/dpfd.yaml.
-Exit codes: 0 done, 1 etcd could not be read, 2 usage or configuration error.
+`members` asks the local dpfd for its gossip view: --socket, else $DPF_ADMIN_SOCKET, else /run/dpfd/admin.sock.
+Exit codes: 0 done, 1 etcd could not be read or the daemon could not be asked, 2 usage or configuration error.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from dpfd.cli import members
 from dpfd.config import ConfigError, load_config
 from dpfd.store import Store, StoreError, keys
 
@@ -104,7 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     get.add_argument("what", choices=sorted(COLUMNS))
     get.add_argument("--node", help="only this node")
     get.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    gossip = sub.add_parser("members", help="the local dpfd's gossip view (over its admin socket)")
+    gossip.add_argument("--socket", help=f"admin socket (default ${members.SOCKET_ENV} or {members.DEFAULT_SOCKET})")
+    gossip.add_argument("-o", "--output", choices=["table", "json"], default="table")
     args = parser.parse_args(argv)
+    if args.command == "members":
+        return members_main(args.socket, args.output)
     try:
         endpoints = endpoints_from(args.etcd)
         records = asyncio.run(fetch(endpoints, args.what, args.node))
@@ -118,6 +127,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dpfctl: cannot read etcd at {','.join(endpoints)}: {e}", file=sys.stderr)
         return 1
     print(json.dumps(records, indent=2) if args.output == "json" else render_table(args.what, records))
+    return 0
+
+
+def members_main(socket_arg: str | None, output: str) -> int:
+    try:
+        found = members.list_members(members.socket_path(socket_arg))
+    except members.AdminUnreachable as e:
+        print(f"dpfctl: {e}", file=sys.stderr)
+        return 1
+    print(members.render(found, output))
     return 0
 
 

@@ -1,1 +1,1 @@
-"""Python code generated from proto/ (OpenConfig gNOI/gNMI subset) by scripts/gen-proto.sh; do not edit."""
+"""Python code generated from proto/ (OpenConfig gNOI/gNMI subset, dpfd admin API) by scripts/gen-proto.sh; do not edit."""
