@@ -3,7 +3,8 @@ provisioning, the admin server): the daemon fills it in as each thing starts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 class NodeServices:
     config: DpfdConfig
     version: str
+    started: float = field(default_factory=time.time)  # wall clock: when this dpfd process started
     store: Store | None = None  # once connected to etcd
     gossip: GossipAgent | None = None  # None when gossip is off, or did not start (see the log)
     agent: NodeAgent | None = None  # the node agent: registration, intents, reports

@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -146,9 +147,15 @@ async def test_a_dpfd_stopped_with_sigterm_is_seen_leaving_not_failing(
         assert await dpu.terminate() == 0, dpu.log()
         await sees(host, "left", DPU, 1, 10.0)
         assert sightings(host, "failed", DPU) == 0, host.log()
+        # The host's own view, through its admin socket, as an operator would ask for it.
+        view = await dpfctl_members(tmp_path / HOST / "run" / "admin.sock")
+        assert view[DPU]["state"] == "left" and view[HOST]["state"] == "alive", view
         # Back at the same address: the host sees it join again.
         await dpu.start()
         await sees(host, "joined", DPU, 2, 20.0)
+        view = await dpfctl_members(tmp_path / HOST / "run" / "admin.sock")
+        assert view[DPU]["state"] == "alive", view
+        assert (view[DPU]["role"], view[DPU]["host"]) == ("dpu", HOST), view
         assert await dpu.terminate() == 0, dpu.log()
         assert await host.terminate() == 0, host.log()
     finally:
@@ -181,6 +188,17 @@ async def test_sighup_reloads_the_key_file(tmp_path: Path, store: Store, etcd_en
     finally:
         await observer.stop()
         await host.cleanup()
+
+
+async def dpfctl_members(socket: Path) -> dict[str, dict[str, Any]]:
+    """`dpfctl members -o json` against a dpfd's admin socket, by member name."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dpfd.cli.main", "members", "--socket", str(socket), "-o", "json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30.0)
+    assert proc.returncode == 0, err.decode()
+    return {m["name"]: m for m in json.loads(out)}
 
 
 async def _member(store: Store, node: str) -> dict[str, Any] | None:
