@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from controller.kube.objects import Obj, name_of
 from dpfd.api.conditions import Condition
 from dpfd.gossip.agent import GossipAgent
+from dpfd.gossip.meta import pci_slot
 from dpfd.gossip.view import MemberChange, MemberInfo
 
 log = logging.getLogger(__name__)
@@ -33,15 +34,6 @@ NAME_INDEX = "name"  # DPUs by metadata.name: a DPU's dpfd is named after its DP
 NODE_INDEX = "node"  # DPUs by spec.nodeName (registered by provisioning.index_dpus)
 
 MemberHandler = Callable[[MemberInfo], None]
-
-
-def pci_key(address: str) -> str:
-    """A PCI address in any of the forms in use ("0000-03-00" in DPF's labels and DPU specs, "0000:03:00.0" from
-    sysfs) reduced to domain:bus:device, lower case."""
-    base = address.strip().lower().replace("-", ":")
-    if "." in base:
-        base = base.rsplit(".", 1)[0]
-    return base
 
 
 class MemberLedger:
@@ -80,7 +72,7 @@ class MemberLedger:
     def dpu(self, dpu_name: str, host: str, pci: str) -> MemberInfo | None:
         name = self._dpus.get(dpu_name)
         if name is None and host and pci:
-            name = self._dpus_by_slot.get((host, pci_key(pci)))
+            name = self._dpus_by_slot.get((host, pci_slot(pci)))
         return self._members.get(name) if name is not None else None
 
     def _record(self, info: MemberInfo) -> bool:
@@ -94,7 +86,7 @@ class MemberLedger:
         else:
             self._dpus[meta.node] = info.name
             if meta.host and meta.pci:
-                self._dpus_by_slot[(meta.host, pci_key(meta.pci))] = info.name
+                self._dpus_by_slot[(meta.host, pci_slot(meta.pci))] = info.name
         return True
 
 
@@ -153,9 +145,9 @@ def affected_dpus(info: MemberInfo, by_index: Callable[[str, str], list[Obj]]) -
         return by_index(NODE_INDEX, meta.node)
     found = {name_of(d): d for d in by_index(NAME_INDEX, meta.node)}
     if meta.host and meta.pci:
-        slot = pci_key(meta.pci)
+        slot = pci_slot(meta.pci)
         for d in by_index(NODE_INDEX, meta.host):
-            if pci_key(str((d.get("spec") or {}).get("pciAddress") or "")) == slot:
+            if pci_slot(str((d.get("spec") or {}).get("pciAddress") or "")) == slot:
                 found.setdefault(name_of(d), d)
     return list(found.values())
 

@@ -60,6 +60,15 @@ class MemberMeta:
             raise MetaError(f"member metadata: {e}") from None
 
 
+def pci_slot(address: str) -> str:
+    """A PCI address in any of the spellings in use ("0000-03-00" in DPF's labels and DPU specs, "0000:03:00.0" from
+    sysfs) as domain:bus:device in lower case, so a DPU's metadata and a DPU object compare equal."""
+    base = address.strip().lower().replace("-", ":")
+    if "." in base:
+        base = base.rsplit(".", 1)[0]
+    return base
+
+
 def _str(raw: dict[str, Any], key: str, required: bool = True) -> str:
     value = raw.get(key, "")
     if not isinstance(value, str):

@@ -4,12 +4,8 @@ address in its metadata (the host wrote both into its dpfd.yaml through bf.cfg).
 from __future__ import annotations
 
 from dpfd.gossip.agent import GossipAgent
+from dpfd.gossip.meta import pci_slot
 from dpfd.gossip.view import MemberInfo
-
-
-def pci_key(pci_address: str) -> str:
-    """One spelling for a PCI address: DPF's label form in lower case (0000:03:00 and 0000-03-00 are the same)."""
-    return pci_address.strip().lower().replace(":", "-")
 
 
 class GossipDpuPresence:
@@ -17,7 +13,7 @@ class GossipDpuPresence:
         self.gossip = gossip
 
     def _dpfd_starts(self, members: list[MemberInfo], host: str, pci_address: str) -> list[float]:
-        pci = pci_key(pci_address)
+        pci = pci_slot(pci_address)
         return [
             m.meta.started
             for m in members
@@ -25,7 +21,7 @@ class GossipDpuPresence:
             and m.meta is not None
             and m.meta.role == "dpu"
             and m.meta.host == host
-            and pci_key(m.meta.pci) == pci
+            and pci_slot(m.meta.pci) == pci
         ]
 
     def started(self, host: str, pci_address: str) -> float | None:

@@ -31,7 +31,6 @@ from dpfd.host.dms.errors import DmsError
 from dpfd.host.dms.tls import TlsFiles
 from dpfd.host.hostnet import HostNetworkError, SysfsHostNetwork
 from dpfd.host.provisioning.deps import DmsSession, DpuTarget, FetchedBfb, ProvisioningFailure
-from dpfd.host.provisioning.presence import pci_key
 
 
 class DiscoveryInventory:
@@ -193,7 +192,8 @@ def bf_cfg_renderer(
         cluster = ctx.get("cluster") or {}
         join = cluster.get("joinCommand")
         bfb = ctx.get("bfb") or {}
-        pci = pci_key(str(ctx.get("pciAddress") or ""))
+        # DPF's label spelling (0000-03-00); whoever compares it uses dpfd.gossip.meta.pci_slot
+        pci = str(ctx.get("pciAddress") or "").strip().lower().replace(":", "-")
         try:
             context = BfCfgContext(
                 dpu_name=ctx["dpuName"],

@@ -16,11 +16,10 @@ from controller.reachability import (
     MemberLedger,
     affected_dpus,
     merge_conditions,
-    pci_key,
     reachability_conditions,
 )
 from dpfd.api.conditions import Condition
-from dpfd.gossip.meta import MemberMeta
+from dpfd.gossip.meta import MemberMeta, pci_slot
 from dpfd.gossip.view import MemberChange, MemberInfo
 
 
@@ -45,8 +44,8 @@ def by_type(conds: list[Condition]) -> dict[str, tuple[str, str]]:
     ("address", "key"),
     [("0000-03-00", "0000:03:00"), ("0000:03:00.0", "0000:03:00"), ("0000:0A:00.1", "0000:0a:00"), ("", "")],
 )
-def test_pci_key(address: str, key: str) -> None:
-    assert pci_key(address) == key
+def test_pci_slot(address: str, key: str) -> None:
+    assert pci_slot(address) == key
 
 
 def test_states_become_conditions() -> None:
