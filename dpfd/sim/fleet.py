@@ -136,9 +136,12 @@ class Fleet:
         self.processes.spawn(
             "controller",
             python_module("controller.main", "run", "--kubeconfig", str(host_kubeconfig),
-                          "--etcd-endpoints", ",".join(endpoints), "--id", "sim-controller"),
+                          "--etcd-endpoints", ",".join(endpoints), "--id", "sim-controller",
+                          # a gossip member too: DPUDaemonReachable / HostDaemonReachable on the DPUs
+                          "--gossip-key-file", str(self.gossip_key), "--gossip-profile", "local",
+                          "--gossip-bind", f"127.0.0.1:{free_port()}"),
         )  # fmt: skip
-        self.say("dpf-controller started")
+        self.say("dpf-controller started (gossip member: it marks DPUs whose dpfd or host dpfd fails)")
         for host in plan.hosts:
             self.start_host(host, endpoints)
         self._save_info()

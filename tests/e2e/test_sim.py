@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -157,6 +158,21 @@ def test_up_provisions_every_dpu_until_ready_and_joined_then_down_stops_everythi
 
     # Nothing flashed twice while we looked.
     assert [r["activations"] for r in sim.status()] == [1] * len(expected)
+
+    # The controller is a gossip member too: it sees every DPU's dpfd and every host's dpfd alive...
+    def reachability(dpu: dict[str, Any]) -> dict[str, tuple[str, str]]:
+        conds = (dpu.get("status") or {}).get("conditions") or []
+        return {c["type"]: (c["status"], c["reason"]) for c in conds if c["type"].endswith("DaemonReachable")}
+
+    up = {"DPUDaemonReachable": ("True", "MemberAlive"), "HostDaemonReachable": ("True", "MemberAlive")}
+    wait_for(lambda: all(reachability(d) == up for d in sim.dpus().values()) or None, 30,
+             "DPUDaemonReachable and HostDaemonReachable True on every DPU")  # fmt: skip
+    # ...and a DPU whose dpfd dies says so within seconds, while the others stay as they are.
+    victim = sorted(expected)[0]
+    os.kill(status[victim]["dpu_os"]["dpfd_pid"], signal.SIGKILL)
+    wait_for(lambda: reachability(sim.dpus()[victim]).get("DPUDaemonReachable") == ("False", "MemberFailed") or None,
+             20, f"DPUDaemonReachable False on {victim} after its dpfd was killed")  # fmt: skip
+    assert all(reachability(d) == up for n, d in sim.dpus().items() if n != victim)
 
     # `down` stops every process (the DPUs' dpfds too) and removes the hosts' network namespaces.
     namespaces = sim.netns(len(expected))
