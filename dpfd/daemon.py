@@ -25,7 +25,6 @@ from dpfd.services import NodeServices
 from dpfd.systemd_notify import SystemdNotifier
 
 if TYPE_CHECKING:
-    from dpfd.admin import AdminServer
     from dpfd.agent.reconciler import Reconciler
     from dpfd.dpu.dataplane import Dataplane
     from dpfd.dpu.joiner import DpuRole
@@ -117,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None) -> int:
     # Imported here so that `--version` and config errors answer fast and need nothing else.
+    from dpfd.admin.wiring import start_admin
     from dpfd.agent import AgentOptions, NodeAgent
 
     notifier = notifier or SystemdNotifier()
@@ -147,7 +147,7 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
     services.gossip = await _start_gossip(config, store)
     if services.gossip is not None:
         loop.add_signal_handler(signal.SIGHUP, _reload_gossip_keys, services.gossip, config)
-    admin = await _start_admin(config, services)
+    admin = await start_admin(config, services)
     dataplane = dataplane_for(config, store)
     agent = services.agent = NodeAgent(
         config,
@@ -213,26 +213,6 @@ async def _start_gossip(config: DpfdConfig, store: Store) -> GossipAgent | None:
         return None
     log.info("gossip_started", node=config.node, addr=gossip.addr, profile=config.gossip.profile)
     return gossip
-
-
-async def _start_admin(config: DpfdConfig, services: NodeServices) -> AdminServer | None:
-    """The admin API on `<runtimeDir>/admin.sock` (dpfctl). Like gossip it is not needed for the node's work: when its
-    socket cannot be served, dpfd says why and goes on."""
-    from dpfd.admin import AdminServer, AdminServerError, status_from
-
-    gossip = services.gossip
-    path = config.runtime_dir / "admin.sock"
-    try:
-        admin = AdminServer(
-            path,
-            members=gossip.members if gossip is not None else None,
-            status=status_from(config.node, config.role, services.version, services.started, gossip),
-        )
-        await admin.start()
-    except (AdminServerError, OSError) as e:
-        log.error("admin_not_started", node=config.node, socket=str(path), error=f"{type(e).__name__}: {e}")
-        return None
-    return admin
 
 
 def _reload_gossip_keys(gossip: GossipAgent, config: DpfdConfig) -> None:
