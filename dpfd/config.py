@@ -243,6 +243,21 @@ class DpuIdentity(_CamelModel):
     pci_address: str | None = Field(default=None, pattern=PCI_LABEL_RE.pattern)  # DPF's label form, 0000-03-00
 
 
+class MetricsSettings(_CamelModel):
+    """Prometheus /metrics over HTTP (docs/metrics.md). Off unless `listen` is set."""
+
+    listen: str = ""  # IP:PORT, e.g. 127.0.0.1:9465 or [::]:9465; empty: no metrics endpoint
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if v:
+            from dpfd.metrics.server import parse_listen  # the server's own parser: what it binds, we accept
+
+            parse_listen(v)
+        return v
+
+
 class DpfdConfig(_CamelModel):
     node: str = Field(min_length=1, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
     role: Role = "host"
@@ -257,6 +272,7 @@ class DpfdConfig(_CamelModel):
     dataplane: DataplaneConfig = Field(default_factory=DataplaneConfig)  # role dpu: ports and flows on OVS
     gossip: GossipSettings = Field(default_factory=GossipSettings)
     dpu: DpuIdentity | None = None  # role dpu: its host and PCI address (written by bf.cfg)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     def bfb_cache_dir(self) -> Path:
         return self.provisioning.bfb_cache_dir or self.state_dir / "bfb-cache"
