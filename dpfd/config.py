@@ -243,6 +243,29 @@ class DpuIdentity(_CamelModel):
     pci_address: str | None = Field(default=None, pattern=PCI_LABEL_RE.pattern)  # DPF's label form, 0000-03-00
 
 
+class AdminTcpSettings(_CamelModel):
+    """The admin API on TCP as well, for remote dpfctl: mutual TLS only (clients present a certificate `ca` signed)."""
+
+    listen: str  # HOST:PORT to bind, e.g. 0.0.0.0:7950 or [::]:7950
+    ca: Path
+    cert: Path
+    key: Path
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if not HOST_PORT_RE.match(v) or not 0 < int(v.rpartition(":")[2]) < 65536:
+            raise ValueError(f"listen {v!r} must be HOST:PORT, like 0.0.0.0:7950")
+        return v
+
+
+class AdminSettings(_CamelModel):
+    """dpfd's admin gRPC API (dpfctl): always on `<runtimeDir>/admin.sock`, for root and members of `group`."""
+
+    group: str = Field(default="dpf", min_length=1)  # whose members may use the admin socket besides root
+    tcp: AdminTcpSettings | None = None  # off unless set
+
+
 class MetricsSettings(_CamelModel):
     """Prometheus /metrics over HTTP (docs/metrics.md). Off unless `listen` is set."""
 
@@ -273,6 +296,7 @@ class DpfdConfig(_CamelModel):
     gossip: GossipSettings = Field(default_factory=GossipSettings)
     dpu: DpuIdentity | None = None  # role dpu: its host and PCI address (written by bf.cfg)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
 
     def bfb_cache_dir(self) -> Path:
         return self.provisioning.bfb_cache_dir or self.state_dir / "bfb-cache"
