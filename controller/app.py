@@ -24,9 +24,12 @@ from controller.kube.client import KubeClient
 from controller.leader import LeaderElector
 from controller.logs import setup_logging
 from controller.manager import Controller, ControllerOptions
+from controller.metrics import ControllerMetrics
 from dpfd.config import GossipSettings
+from dpfd.daemon import version
 from dpfd.gc_tuning import tune_gc
 from dpfd.gossip.agent import GossipAgent
+from dpfd.metrics.server import parse_listen
 from dpfd.store import Store
 
 log = logging.getLogger("controller")
@@ -40,6 +43,7 @@ class RunConfig:
     lease_ttl: float = 10.0
     options: ControllerOptions | None = None
     gossip: GossipSettings | None = None  # None: no gossip member
+    metrics_listen: str | None = None  # IP:PORT to serve /metrics on; None: no metrics endpoint
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -51,6 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=8, help="reconcile workers")
     p.add_argument("--resync", type=float, default=300.0, help="informer resync period in seconds")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--metrics-listen", metavar="IP:PORT", help="serve Prometheus /metrics here (default: off)")
     g = p.add_argument_group("gossip", "join the dpfds' gossip to mark DPUs whose daemons are down (off by default)")
     g.add_argument("--gossip-key-file", help="the dpfds' gossip key file (one base64 key per line); turns gossip on")
     g.add_argument("--gossip-bind", default="0.0.0.0:7946", help="host:port to listen on (UDP and TCP)")
@@ -65,6 +70,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--lease-ttl {args.lease_ttl:g}: must be at least 2 seconds (etcd's minimum lease TTL)")
     if args.workers < 1:
         p.error(f"--workers {args.workers}: must be at least 1")
+    if args.metrics_listen:
+        try:
+            parse_listen(args.metrics_listen)
+        except ValueError as exc:
+            p.error(f"--metrics-listen {exc}")
     if args.gossip_key_file:
         try:
             args.gossip = gossip_settings(
@@ -89,6 +99,23 @@ async def run_controller(
     controller_out: list[Controller] | None = None,
 ) -> None:
     """Run one controller replica until `stop` is set. The *_out lists receive the parts (for tests)."""
+    metrics = ControllerMetrics(cfg.metrics_listen, cfg.identity, version()) if cfg.metrics_listen else None
+    if metrics is not None:
+        await metrics.start()
+    try:
+        await _run_replica(cfg, stop, metrics, elector_out, controller_out)
+    finally:
+        if metrics is not None:
+            await metrics.stop()
+
+
+async def _run_replica(
+    cfg: RunConfig,
+    stop: asyncio.Event,
+    metrics: ControllerMetrics | None,
+    elector_out: list[LeaderElector] | None,
+    controller_out: list[Controller] | None,
+) -> None:
     kube = await KubeClient.from_kubeconfig(cfg.kubeconfig)
     try:
         store = await Store.connect(cfg.etcd_endpoints)
@@ -100,6 +127,11 @@ async def run_controller(
             clusters = DpuClusters(kube) if options.dpu_clusters else None
             controller = Controller(kube, store, cfg.options, cluster_access=clusters, gossip=gossip)
             elector = LeaderElector(store, cfg.identity, ttl=cfg.lease_ttl)
+            if metrics is not None:
+                metrics.watch_store(store)
+                metrics.watch_gossip(gossip)
+                metrics.watch_controller(controller)
+                metrics.watch_elector(elector)
             if elector_out is not None:
                 elector_out.append(elector)
             if controller_out is not None:
@@ -151,6 +183,7 @@ def run_main(argv: list[str]) -> int:
         lease_ttl=args.lease_ttl,
         options=ControllerOptions(workers=args.workers, resync=args.resync),
         gossip=gossip,
+        metrics_listen=args.metrics_listen,
     )
 
     async def main() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.chains.family import DPUSERVICECHAINS, DPUSERVICEINTERFACES
@@ -110,6 +111,8 @@ class Controller:
         self.members = MembersCache(store)
         self.events = EventRecorder(kube) if self.options.events else None
         self.work: _LeaderWork | None = None  # the current term's, while leading
+        # Told a term's work once it has stopped, its counters final (controller.metrics carries them over).
+        self.term_ended: list[Callable[[_LeaderWork], None]] = []
         self.nodes.add_handler(self._on_node)
         self.dpusets.add_handler(self._on_dpuset)
         self.dpus.add_handler(self._on_dpu)
@@ -245,7 +248,7 @@ class Controller:
             self.cluster_access,
             workers=max(1, self.options.workers // 4),
         )
-        self.work = _LeaderWork(provisioning, context, status, publisher, chains, ipam)
+        work = self.work = _LeaderWork(provisioning, context, status, publisher, chains, ipam)
         provisioning.enqueue_all()
         chains.enqueue_all()
         ipam.enqueue_all()
@@ -275,7 +278,11 @@ class Controller:
             chains.shut_down()
             ipam.shut_down()
             status.queue.shut_down()
-            await publisher.stop(flush=term.graceful)
+            try:
+                await publisher.stop(flush=term.graceful)
+            finally:
+                for listener in self.term_ended:
+                    listener(work)
 
     async def _watch_publisher(self, publisher: IntentPublisher) -> None:
         await publisher.stopped.wait()

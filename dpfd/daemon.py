@@ -1,7 +1,7 @@
 """dpfd: the node daemon. `dpfd [--config PATH] [run]` runs it; `dpfd --version` prints the version.
 
 Wiring only: configuration, event loop, systemd notify and watchdog, signals, the gossip member (when enabled),
-and the NodeAgent with the reconcilers of this node's role.
+the /metrics endpoint (when configured), and the NodeAgent with the reconcilers of this node's role.
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
     # Imported here so that `--version` and config errors answer fast and need nothing else.
     from dpfd.admin.wiring import start_admin
     from dpfd.agent import AgentOptions, NodeAgent
+    from dpfd.metrics.wiring import DaemonMetrics
 
     notifier = notifier or SystemdNotifier()
     loop = asyncio.get_running_loop()
@@ -133,6 +134,9 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
         version=version(),
         endpoints=",".join(config.etcd.endpoints),
     )
+    # Served before etcd is reached: a dpfd that cannot connect is worth a scrape too.
+    metrics = DaemonMetrics(config, version())
+    await metrics.start()
     # The DPU's cluster join needs no etcd: it starts at once and goes on while etcd is unreachable.
     dpu_role = _start_dpu_role(config) if config.role == "dpu" else None
     notifier.status("connecting to etcd")
@@ -141,10 +145,13 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
         notifier.stopping("stopped before connecting to etcd")
         if dpu_role is not None:
             await dpu_role.stop()
+        await metrics.stop()
         watchdog.cancel()
         return 0
+    metrics.watch_store(store)
     services = NodeServices(config, version(), store=store)
     services.gossip = await _start_gossip(config, store)
+    metrics.watch_gossip(services.gossip)
     if services.gossip is not None:
         loop.add_signal_handler(signal.SIGHUP, _reload_gossip_keys, services.gossip, config)
     admin = await start_admin(config, services)
@@ -162,6 +169,7 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
             ),
         ),
     )
+    metrics.watch_agent(agent)
     if dataplane is not None:
         await dataplane.start(agent.ready)
     await agent.start()
@@ -188,6 +196,7 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
         await dpu_role.stop()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(store.close(), 5.0)
+    await metrics.stop()  # last: a scrape during the stop still answers
     watchdog.cancel()
     log.info("stopped", node=config.node, clean=clean)
     return 0

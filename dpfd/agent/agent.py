@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,12 +20,13 @@ from typing import Any
 from dpfd.agent.backoff import Backoff
 from dpfd.agent.intent_view import IntentEntry, IntentView
 from dpfd.agent.keyed_runner import KeyedRunner
-from dpfd.agent.log import EventLog, obj
+from dpfd.agent.log import EventLog, obj, reconciling
 from dpfd.agent.reconciler import AgentLink, KickingReconciler, LocalStateReconciler, Reconciler
 from dpfd.agent.report_writer import ReportWriter
 from dpfd.api.conditions import Condition, now_rfc3339, set_condition
 from dpfd.api.intents import ObjectRef, Report
 from dpfd.config import DpfdConfig
+from dpfd.metrics.instruments import RECONCILE_ERRORS, RECONCILE_SECONDS
 from dpfd.store import Session, Store, WatchEvent, keys
 
 # Condition the agent adds to a report when reconciling fails or cannot start; the reconciler's next
@@ -326,6 +328,10 @@ class NodeAgent:
         return [ref for ref in self.view.refs() if ref.kind == kind]
 
     async def _reconcile_ref(self, ref: ObjectRef) -> None:
+        with reconciling(ref):  # every log line of this reconcile names its object
+            await self._reconcile_ref_now(ref)
+
+    async def _reconcile_ref_now(self, ref: ObjectRef) -> None:
         if not self.registered.is_set():
             # Reports carry the fencing token, so no work before the first registration, which kicks
             # these again. Returning (not waiting) keeps a shared concurrency slot free meanwhile.
@@ -352,6 +358,7 @@ class NodeAgent:
                 f"dpfd role {self.config.role} has no reconciler for kind {ref.kind}",
             )
             return
+        started = time.perf_counter()
         try:
             report = await reconciler.reconcile(ref, entry.intent)
             stamped = report.model_copy(update={"fencingToken": token}) if report is not None else None
@@ -359,8 +366,10 @@ class NodeAgent:
         except asyncio.CancelledError:
             raise
         except Exception as e:
+            _measure(ref.kind, started, failed=True)
             self._failed(ref, entry, e)
             return
+        _measure(ref.kind, started, failed=False)
         self._succeeded(ref)
         # Resyncs that change nothing stay out of the info log.
         (self._log.info if changed else self._log.debug)(
@@ -369,13 +378,16 @@ class NodeAgent:
 
     async def _release(self, ref: ObjectRef, reconciler: Reconciler | None) -> None:
         if reconciler is not None:
+            started = time.perf_counter()
             try:
                 await reconciler.reconcile(ref, None)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                _measure(ref.kind, started, failed=True)
                 self._failed(ref, None, e)
                 return
+            _measure(ref.kind, started, failed=False)
         self._succeeded(ref)
         if self.writer.delete(ref):
             self._log.info("released", object=obj(ref))
@@ -416,6 +428,12 @@ class NodeAgent:
             self.writer.submit(report)
         except ValueError as e:
             self._log.error("report_refused", object=obj(ref), error=_err(e))
+
+
+def _measure(kind: str, started: float, *, failed: bool) -> None:
+    RECONCILE_SECONDS.labels(kind, "error" if failed else "success").observe(time.perf_counter() - started)
+    if failed:
+        RECONCILE_ERRORS.labels(kind).inc()
 
 
 async def _close_iter(it: object) -> None:

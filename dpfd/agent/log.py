@@ -1,17 +1,48 @@
-"""Structured logs: one line per event, `key=value` pairs, naming the object as `DPU ns/name`."""
+"""Structured logs: one line per event, `key=value` pairs, naming the object as `DPU ns/name`.
+
+A line logged while an object is reconciled (in the reconcile's task, or a task it started) carries
+`object="DPU ns/name"` even when its code did not say which object it is about: the agent sets `reconciling`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from dpfd.api.intents import ObjectRef
+
+# The object being reconciled in this task (as obj() names it), for log lines that do not name one themselves.
+_current_object: contextvars.ContextVar[str | None] = contextvars.ContextVar("dpf_log_object", default=None)
 
 
 def obj(ref: ObjectRef) -> str:
     """How logs name an object: `DPU ns/name`."""
     return f"{ref.kind} {ref.namespace}/{ref.name}"
+
+
+@contextlib.contextmanager
+def reconciling(ref: ObjectRef) -> Iterator[None]:
+    """Log lines inside (and in tasks started inside) carry object=<ref> unless they name an object themselves."""
+    token = _current_object.set(obj(ref))
+    try:
+        yield
+    finally:
+        _current_object.reset(token)
+
+
+class CurrentObjectFilter(logging.Filter):
+    """Adds `object` to plain log records made while an object is reconciled (EventLog lines add it themselves)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "object") and not getattr(record, "_event_line", False):
+            current = _current_object.get()
+            if current is not None:
+                record.object = current
+        return True
 
 
 def _fmt_value(v: Any) -> str:
@@ -37,7 +68,12 @@ class EventLog:
 
     def _emit(self, level: int, event: str, fields: dict[str, Any], exc_info: bool = False) -> None:
         if self._logger.isEnabledFor(level):
-            self._logger.log(level, "%s", kv(event, **self._fixed, **fields), exc_info=exc_info)
+            if "object" not in fields and "object" not in self._fixed:
+                current = _current_object.get()
+                if current is not None:
+                    fields = {**fields, "object": current}
+            line = kv(event, **self._fixed, **fields)
+            self._logger.log(level, "%s", line, exc_info=exc_info, extra={"_event_line": True})
 
     def debug(self, event: str, **fields: Any) -> None:
         self._emit(logging.DEBUG, event, fields)
@@ -77,6 +113,7 @@ class KeyValueFormatter(logging.Formatter):
 def setup_logging(level: str = "info") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(KeyValueFormatter())
+    handler.addFilter(CurrentObjectFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -12,6 +12,7 @@ from dpfd import fastjson
 from dpfd.agent.backoff import Backoff
 from dpfd.agent.log import EventLog, obj
 from dpfd.api.intents import ObjectRef, Report
+from dpfd.metrics.instruments import PHASE_TRANSITIONS
 from dpfd.store import Delete, KeyValue, Put, Store, keys
 
 # Marks a report known to be absent from etcd (so deleting it again is skipped).
@@ -97,8 +98,22 @@ class ReportWriter:
             if _comparable(new) == _comparable(prev):
                 self.skipped += 1
                 return False
+        phase = new.get("phase") or ""
+        if phase and (prev is None or prev.get("phase") != phase):
+            PHASE_TRANSITIONS.labels(report.ref.kind, phase).inc()
         self._queue(key, new)
         return True
+
+    def phase_counts(self) -> dict[tuple[str, str], int]:
+        """How many of this node's reports, as last queued or written, are in each (kind, phase)."""
+        counts: dict[tuple[str, str], int] = {}
+        for key, value in {**self._written, **self._inflight, **self._pending}.items():
+            if value is _ABSENT:
+                continue
+            kind = key.rsplit("/", 3)[1]  # .../<kind>/<namespace>/<name>
+            k = (kind, str(value.get("phase") or ""))
+            counts[k] = counts.get(k, 0) + 1
+        return counts
 
     def delete(self, ref: ObjectRef) -> bool:
         """Queue deletion of this node's report for `ref`; False if it is known to be absent already."""

@@ -42,6 +42,8 @@ def render_families(families: Iterable[Family]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def render(registry: Registry) -> str:
-    """What GET /metrics answers."""
-    return render_families(registry.collect())
+def render(*registries: Registry) -> str:
+    """What GET /metrics answers: every family of these registries, sorted by name."""
+    families = [f for r in registries for f in r.collect()]
+    families.sort(key=lambda f: f.name)
+    return render_families(families)

@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -35,11 +36,12 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 class MetricsServer:
-    """Serves `registry` at /metrics on host:port until stopped."""
+    """Serves `registries` at /metrics on host:port until stopped: the process-wide one with dpf's instruments, and
+    usually one of the component's own scrape-time metrics (so two components in one process do not collide)."""
 
-    def __init__(self, listen: str, registry: Registry = REGISTRY) -> None:
+    def __init__(self, listen: str, registries: Sequence[Registry] = (REGISTRY,)) -> None:
         self.host, self._port = parse_listen(listen)
-        self.registry = registry
+        self.registries = tuple(registries)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -82,5 +84,5 @@ class MetricsServer:
                 await runner.cleanup()
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = render(self.registry).encode()
+        body = render(*self.registries).encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

@@ -12,12 +12,16 @@ import functools
 import logging
 import math
 import operator
+import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc.aio
 from aetcd.rpc import rpc_pb2
 
+from dpfd.metrics.instruments import ETCD_REQUEST_ERRORS, ETCD_REQUEST_SECONDS
+from dpfd.metrics.registry import CounterValue, HistogramValue
 from dpfd.store.batching import Batch, plan_batches
 from dpfd.store.conn import Connection, member_status
 from dpfd.store.convert import add_ops, key_bytes, kv_from_pb, txn_request
@@ -50,6 +54,21 @@ PIPELINE_DEPTH = 4
 def _method(name: str) -> Callable[[Any], Any]:
     """`"kv.Range"` -> a picker of that method from the current stubs (made once per method name)."""
     return operator.attrgetter(name)
+
+
+@functools.cache
+def _operation(method: str) -> str:
+    """`"kv.DeleteRange"` -> `"delete_range"`: the operation label of the etcd request metrics."""
+    name = method.rpartition(".")[2].removeprefix("Lease")
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    return f"lease_{snake}" if method.startswith("lease.") else snake
+
+
+@functools.cache
+def _instruments(method: str) -> tuple[HistogramValue, CounterValue]:
+    """The latency and error series of one request method (looked up once, not per request)."""
+    operation = _operation(method)
+    return ETCD_REQUEST_SECONDS.labels(operation), ETCD_REQUEST_ERRORS.labels(operation)
 
 
 class Store:
@@ -120,7 +139,17 @@ class Store:
         await self.close()
 
     async def _unary(self, what: str, method: str, request: Any) -> Any:
-        return await self._conn.unary(what, _method(method), request)
+        # Every unary etcd request of dpfd and the controller passes here: one place measures them all.
+        seconds, errors = _instruments(method)
+        started = time.perf_counter()
+        try:
+            resp = await self._conn.unary(what, _method(method), request)
+        except StoreError:
+            seconds.observe(time.perf_counter() - started)
+            errors.inc()
+            raise
+        seconds.observe(time.perf_counter() - started)
+        return resp
 
     # -- reading
 

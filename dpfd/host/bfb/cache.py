@@ -14,7 +14,9 @@ import logging
 import os
 import re
 import ssl
+import time
 from collections.abc import Callable
+from contextvars import Context
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +29,7 @@ from dpfd.host.bfb.download import Download, TransferResult, TransferSettings
 from dpfd.host.bfb.errors import BfbFetchError, FetchReason, disk_error
 from dpfd.host.bfb.layout import CacheLayout, IndexEntry, url_key
 from dpfd.host.bfb.progress import Progress, ProgressCallback, ProgressFanout
+from dpfd.metrics.instruments import BFB_CACHE_HITS, BFB_DOWNLOAD_SECONDS, BFB_DOWNLOADS, BFB_DOWNLOADS_IN_PROGRESS
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +209,7 @@ class BfbCache:
                 # No await between the lookup and registering the flight: no second download can slip in.
                 hit = self._lookup(url, expected)
                 if hit is not None:
+                    BFB_CACHE_HITS.inc()
                     if on_progress is not None:
                         on_progress(Progress(url, hit.size, hit.size, "Ready"))
                     return hit
@@ -277,7 +281,9 @@ class BfbCache:
     def _start(self, url: str, expected: str | None) -> _Flight:
         fanout = ProgressFanout(url, self.progress_interval, self.progress_min_bytes)
         flight = _Flight(url, expected, fanout)
-        flight.task = asyncio.create_task(self._download(flight), name=f"bfb-download {url}")
+        # A fresh context: the download is the URL's, shared by every caller, not the first caller's (whose object
+        # its log lines would otherwise name).
+        flight.task = asyncio.create_task(self._download(flight), name=f"bfb-download {url}", context=Context())
         self._flights[url] = flight
 
         def forget(_: asyncio.Task[CachedBfb]) -> None:
@@ -306,8 +312,10 @@ class BfbCache:
 
     async def _download(self, flight: _Flight) -> CachedBfb:
         url, key, fanout = flight.url, url_key(flight.url), flight.fanout
+        BFB_DOWNLOADS_IN_PROGRESS.inc()
         try:
             async with self._slots:
+                started = time.monotonic()
                 try:
                     await asyncio.to_thread(self.layout.ensure)
                 except OSError as e:
@@ -317,11 +325,16 @@ class BfbCache:
                 result = await download.run()
                 cached = await self._file(flight, key, result)
         except BfbFetchError as e:
+            BFB_DOWNLOADS.labels(e.reason.value).inc()
             done = fanout.last.bytes_done if fanout.last else 0
             total = fanout.last.bytes_total if fanout.last else None
             fanout.emit(Progress(url, done, total, "Error"))
             log.info("BFB download failed: %s", e)
             raise
+        finally:
+            BFB_DOWNLOADS_IN_PROGRESS.dec()
+        BFB_DOWNLOADS.labels("success").inc()
+        BFB_DOWNLOAD_SECONDS.observe(time.monotonic() - started)
         fanout.emit(Progress(url, cached.size, cached.size, "Ready"))
         return cached
 

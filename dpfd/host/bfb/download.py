@@ -19,6 +19,7 @@ import aiohttp
 
 from dpfd.host.bfb.errors import RESUMABLE, BfbFetchError, FetchReason, classify, disk_error, http_error
 from dpfd.host.bfb.layout import CacheLayout, PartialMeta
+from dpfd.metrics.instruments import BFB_DOWNLOAD_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +256,7 @@ class Download:
             buffered = 0
             async for chunk in resp.content.iter_any():
                 self.received += len(chunk)
+                BFB_DOWNLOAD_BYTES.inc(len(chunk))
                 pending.append(chunk)
                 buffered += len(chunk)
                 if buffered >= FLUSH_BYTES:
