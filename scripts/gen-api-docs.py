@@ -182,6 +182,9 @@ _DPU_PHASE_REASONS: dict[str, tuple[str, ...]] = {
     P.HOST_NETWORK: (P.REASON_IN_PROGRESS, "HostNetworkNotReady", *_FENCED),
     P.CLUSTER_CONFIG: (P.REASON_WAITING,),
 }
+# Reasons of phases.py not tied to one phase above (a drained host holds a DPU in whichever phase it is in).
+_ASSIGNED = {r for reasons in _DPU_PHASE_REASONS.values() for r in reasons} | {P.REASON_DONE, P.REASON_INSTALL_FAILED}
+_ANY_PHASE = tuple(v for k, v in vars(P).items() if k.startswith("REASON_") and v not in _ASSIGNED)
 # Phases whose work runs in the background: an unexpected failure there is reported as `<Phase>Failed`.
 _BACKGROUND = (P.PENDING, P.DMS_DEPLOYMENT, P.OS_INSTALLING, P.REBOOTING, P.HOST_NETWORK)
 
@@ -196,6 +199,7 @@ def _dpu_conditions() -> tuple[ConditionDoc, ...]:
                 P.REASON_DONE,
                 *_DPU_PHASE_REASONS[phase],
                 *((machine._reason_of(phase),) if phase in _BACKGROUND else ()),
+                *_ANY_PHASE,
                 machine.REASON_LOCKED,
             ),
         )
