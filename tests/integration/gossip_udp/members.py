@@ -39,6 +39,17 @@ class MemberProcess:
     def sees(self, member: str, state: str) -> bool:
         return self.view().get(member) == state
 
+    def logged(self, change: str, member: str) -> bool:
+        """Whether this process printed a `change` (joined, updated, failed, left) of `member`."""
+        for line in self.log.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("change") == change and event.get("member") == member:
+                return True
+        return False
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
