@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from dpfd.metrics.instruments import RECONCILE_ERRORS, RECONCILE_SECONDS
+
 K = TypeVar("K", bound=Hashable)
 
 log = logging.getLogger(__name__)
@@ -227,12 +229,15 @@ async def run_workers(
                 key = await queue.get()
             except QueueShutDown:
                 return
+            started = time.monotonic()
             try:
                 result = await reconcile(key)
             except asyncio.CancelledError:
                 queue.done(key)
                 raise
             except Exception as exc:
+                RECONCILE_SECONDS.labels(queue.name, "error").observe(time.monotonic() - started)
+                RECONCILE_ERRORS.labels(queue.name).inc()
                 log.warning(
                     "reconcile failed, retrying with backoff",
                     extra={
@@ -245,6 +250,7 @@ async def run_workers(
                 )
                 queue.add_rate_limited(key)
             else:
+                RECONCILE_SECONDS.labels(queue.name, "success").observe(time.monotonic() - started)
                 if result.requeue_after is not None:
                     queue.forget(key)
                     queue.add_after(key, result.requeue_after)

@@ -74,6 +74,8 @@ async def test_controller_metrics(kube: KubeEnv, store: Store, etcd_endpoints: l
         assert (written.value("dpf_controller_intent_txns_total") or 0) >= 1
         assert (written.value("dpf_controller_reconciles_total", queue="dpuset") or 0) >= 1
         assert (written.value("dpf_controller_reconciles_total", queue="dpu") or 0) >= 2
+        timed = written.value("dpf_reconcile_duration_seconds_count", kind="dpuset", result="success")
+        assert (timed or 0) >= 1, "the controller's reconciles are timed per queue"
         # The store's instrumentation: the controller's etcd requests are measured like dpfd's.
         assert (written.value("dpf_etcd_request_duration_seconds_count", operation="lease_grant") or 0) >= 1
         assert written.total("dpf_etcd_request_duration_seconds_count") > first.total(
