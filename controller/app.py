@@ -25,10 +25,11 @@ from controller.leader import LeaderElector
 from controller.logs import setup_logging
 from controller.manager import Controller, ControllerOptions
 from controller.metrics import ControllerMetrics
-from dpfd.config import GossipSettings
+from dpfd.config import ConfigError, GossipSettings
 from dpfd.daemon import version
 from dpfd.gc_tuning import tune_gc
 from dpfd.gossip.agent import GossipAgent
+from dpfd.gossip_member import reload_key_file
 from dpfd.metrics.server import parse_listen
 from dpfd.store import Store
 
@@ -123,6 +124,7 @@ async def _run_replica(
         try:
             if cfg.gossip is not None:
                 gossip = await start_member(cfg.gossip, cfg.identity, store, cfg.etcd_endpoints)
+                _reload_keys_on_sighup(gossip, cfg.gossip)
             options = cfg.options or ControllerOptions()
             clusters = DpuClusters(kube) if options.dpu_clusters else None
             controller = Controller(kube, store, cfg.options, cluster_access=clusters, gossip=gossip)
@@ -155,6 +157,8 @@ async def _run_replica(
                     await clusters.close()
         finally:
             if gossip is not None:
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
                 try:
                     await gossip.leave()  # the dpfds see this replica left, not failed
                 except Exception:
@@ -162,6 +166,22 @@ async def _run_replica(
             await store.close()
     finally:
         await kube.close()
+
+
+def _reload_keys_on_sighup(gossip: GossipAgent, settings: GossipSettings) -> None:
+    """SIGHUP re-reads the key file, as dpfd does: rotation without restarting the controller."""
+
+    def reload() -> None:
+        try:
+            count = reload_key_file(gossip, settings)
+        except (ConfigError, ValueError) as e:
+            log.error("gossip keys not reloaded", extra={"error": str(e)})
+            return
+        log.info("gossip keys reloaded", extra={"keys": count})
+
+    # Only the main thread's loop may own signals (tests run replicas in other loops): then there is no reload.
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
 
 
 def run_main(argv: list[str]) -> int:
