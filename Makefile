@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STATE ?= .sim
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv lint typecheck pytest test demo demo-down crds clean
+.PHONY: all deps venv lint typecheck pytest test demo demo-down crds packages clean
 
 all: test
 
@@ -45,6 +45,11 @@ demo-down: venv
 
 crds: venv
 	$(VENV)/bin/dpf-controller crds --out-dir deploy/crds
+
+# dist/dpf_<version>_amd64.deb and dist/dpf-<version>-1.x86_64.rpm: a venv under /opt/dpf on the system's python3.11,
+# the systemd units, /etc/dpf (see docs/install.md). Dependency wheels and nfpm are cached in build/.
+packages: venv
+	PIP="$(PY) -m pip" bash packaging/build.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
