@@ -1,10 +1,11 @@
-"""AdminServer: dpfd's admin gRPC API on a local unix socket (default /run/dpfd/admin.sock).
+"""AdminServer: dpfd's admin gRPC API on a local unix socket (default /run/dpfd/admin.sock), and optionally on TCP.
 
 Served only to root, the daemon's own user and members of group ``dpf``: the socket file is mode 0660 and owned by
 that group, and every call is checked against the caller's SO_PEERCRED credentials (see gate.py for how they reach
-gRPC); anyone else gets PERMISSION_DENIED. gRPC health and reflection are on.
+gRPC); anyone else gets PERMISSION_DENIED. On TCP only mutual TLS is spoken: a caller must present a certificate
+signed by the configured CA. gRPC health and reflection are on.
 
-    server = AdminServer("/run/dpfd/admin.sock", members=agent.members, status=status_from(node, role, version, t0, agent))
+    server = AdminServer("/run/dpfd/admin.sock", service=AdminService(members, status, ...))
     await server.start()
     ...
     await server.stop()
@@ -20,6 +21,7 @@ import os
 import socket
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +32,27 @@ from grpc_reflection.v1alpha import reflection
 from dpfd.admin.gate import CredentialGate
 from dpfd.admin.peercred import Authorizer, resolve_group
 from dpfd.admin.service import AdminService, MembersSource, StatusSource
+from dpfd.admin.sockpath import SocketPath
+from dpfd.host.dms.tls import TlsFiles
 from dpfd.proto.dpf.admin.v1 import admin_pb2, admin_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = "/run/dpfd/admin.sock"
 SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
-_MAX_UNIX_PATH = 107  # sun_path holds 108 bytes, the last one a NUL
+_TCP_PEERS = ("ipv4:", "ipv6:")
 
 
 class AdminServerError(Exception):
     """The admin socket cannot be served: its path is taken by a live server or by something not a socket."""
+
+
+@dataclass(frozen=True)
+class TcpListener:
+    """The admin API on TCP too, mutual TLS only: ``listen`` is HOST:PORT (port 0: any free port)."""
+
+    listen: str
+    tls: TlsFiles
 
 
 class AdminServer:
@@ -48,53 +60,81 @@ class AdminServer:
         self,
         socket_path: str | os.PathLike[str] = DEFAULT_SOCKET,
         *,
+        service: AdminService | None = None,
         members: MembersSource | None = None,
         status: StatusSource | None = None,
         group: str | int | None = "dpf",
         mode: int = 0o660,
+        tcp: TcpListener | None = None,
     ) -> None:
-        """``members``: the gossip view (None when gossip is off: ListMembers answers FAILED_PRECONDITION);
+        """``service``: what is served (default: an AdminService of ``members`` and ``status`` alone);
+        ``members``: the gossip view (None when gossip is off: ListMembers answers FAILED_PRECONDITION);
         ``status``: what GetStatus answers; ``group``: the group (name or gid) whose members are served besides root;
-        ``mode``: the socket file's permissions."""
+        ``mode``: the socket file's permissions; ``tcp``: also listen on TCP with mTLS."""
         self.path = Path(socket_path)
         self._private_dir = self.path.parent / f".{self.path.name}.d"
-        self._inner = self._private_dir / "grpc.sock"
-        for p in (self.path, self._inner):
-            if len(os.fsencode(p)) > _MAX_UNIX_PATH:
-                raise AdminServerError(f"{p}: longer than the {_MAX_UNIX_PATH} bytes a unix socket path may have")
-        self._members = members
-        self._status = status
+        self._service = service or AdminService(members, status)
         self._group = group
         self._mode = mode
+        self._tcp = tcp
+        self.tcp_port: int | None = None  # the bound TCP port, once started with ``tcp``
         self._gid: int | None = None
         self._grpc: grpc.aio.Server | None = None
         self._gate: CredentialGate | None = None
+        self._front: SocketPath | None = None
+        self._inner: SocketPath | None = None
         self._inode: int | None = None  # of the socket file we made: stop() removes only that one
 
     async def start(self) -> None:
         self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        await _claim(self.path)
-        self._prepare_private_dir()
+        self._front = _socket_path(self.path)
+        try:
+            await _claim(self._front)
+        except BaseException:
+            self._front.close()  # the path is someone else's: leave everything there as it is
+            self._front = None
+            raise
+        try:
+            self._prepare_private_dir()
+            self._inner = _socket_path(self.inner_path)
+        except BaseException:
+            await self.stop()
+            raise
         self._gid = resolve_group(self._group)
         authorizer = Authorizer(self._gid)
         server = grpc.aio.server(interceptors=[_PeerGuard(self._denial)])
-        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(self._members, self._status), server)
+        admin_pb2_grpc.add_AdminServicer_to_server(self._service, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-        server.add_insecure_port(f"unix:{self._inner}")
-        await server.start()
+        server.add_insecure_port(f"unix:{self._inner.name}")
+        try:
+            if self._tcp is not None:
+                self.tcp_port = _add_tls_port(server, self._tcp)
+            await server.start()
+        except BaseException:
+            await server.stop(None)
+            await self.stop()
+            raise
         self._grpc = server
         try:
             listener = self._bind_front()
-            self._gate = CredentialGate(listener, str(self._inner), authorizer)
+            self._gate = CredentialGate(listener, self._inner.name, authorizer)
             await self._gate.start()
         except BaseException:
             await self.stop()
             raise
         for name in ("", SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("admin API listening", extra={"socket": str(self.path)})
+        where = {"socket": str(self.path)}
+        if self._tcp is not None:
+            where["tcp"] = f"{self._tcp.listen.rpartition(':')[0]}:{self.tcp_port}"
+        log.info("admin API listening", extra=where)
+
+    @property
+    def inner_path(self) -> Path:
+        """Where the gRPC server itself listens, behind the gate (tests show it refuses whoever bypasses the gate)."""
+        return self._private_dir / "grpc.sock"
 
     async def stop(self, grace: float = 1.0) -> None:
         if self._gate is not None:
@@ -109,9 +149,13 @@ class AdminServer:
                     self.path.unlink()
             self._inode = None
         with contextlib.suppress(FileNotFoundError):
-            self._inner.unlink()
+            self.inner_path.unlink()
         with contextlib.suppress(OSError):
             self._private_dir.rmdir()
+        for p in (self._front, self._inner):
+            if p is not None:
+                p.close()
+        self._front = self._inner = None
 
     async def __aenter__(self) -> AdminServer:
         await self.start()
@@ -132,12 +176,13 @@ class AdminServer:
             raise AdminServerError(f"{d}: not a directory owned by this user; remove it")
         os.chmod(d, 0o700)
         with contextlib.suppress(FileNotFoundError):
-            self._inner.unlink()  # left by a crashed server: the front socket was just found dead
+            self.inner_path.unlink()  # left by a crashed server: the front socket was just found dead
 
     def _bind_front(self) -> socket.socket:
+        assert self._front is not None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(str(self.path))
+            sock.bind(self._front.name)
             self._inode = self.path.lstat().st_ino
             os.chmod(self.path, self._mode)
             if self._gid is not None:
@@ -153,8 +198,17 @@ class AdminServer:
             raise
         return sock
 
-    def _denial(self, peer: str) -> str | None:
-        """Why the caller behind ``peer`` may not be served; None when it may."""
+    def _denial(self, context: grpc.aio.ServicerContext) -> str | None:
+        """Why the caller of this call may not be served; None when it may."""
+        peer = context.peer()
+        if peer.startswith(_TCP_PEERS):
+            if self._tcp is None:
+                return "the admin API is not served on TCP"
+            # The handshake already required a client certificate signed by the CA; make sure it was TLS at all.
+            auth = context.auth_context()
+            if auth.get("transport_security_type") == [b"ssl"] and auth.get("x509_pem_cert"):
+                return None
+            return "the admin API on TCP needs a client certificate signed by its CA"
         gate = self._gate
         admission = gate.admission(peer) if gate is not None else None
         if admission is None:
@@ -165,8 +219,30 @@ class AdminServer:
         return f"uid {admission.cred.uid} may not use the dpfd admin API: run as root or as a member of group {group}"
 
 
-async def _claim(path: Path) -> None:
-    """Make ``path`` free for a new socket: remove a dead server's socket, refuse a live one or a non-socket."""
+def _socket_path(path: Path) -> SocketPath:
+    try:
+        return SocketPath(path)
+    except (ValueError, OSError) as e:
+        raise AdminServerError(f"{path}: cannot be a unix socket: {e}") from None
+
+
+def _add_tls_port(server: grpc.aio.Server, tcp: TcpListener) -> int:
+    try:
+        credentials = tcp.tls.server_credentials()
+    except ValueError as e:
+        raise AdminServerError(f"admin TCP listener {tcp.listen}: {e}") from None
+    try:
+        port = int(server.add_secure_port(tcp.listen, credentials))
+    except RuntimeError as e:
+        raise AdminServerError(f"admin TCP listener {tcp.listen}: cannot bind: {e}") from None
+    if port == 0:
+        raise AdminServerError(f"admin TCP listener {tcp.listen}: cannot bind")
+    return port
+
+
+async def _claim(sock: SocketPath) -> None:
+    """Make ``sock`` free for a new socket: remove a dead server's socket, refuse a live one or a non-socket."""
+    path = sock.path
     try:
         st = path.lstat()
     except FileNotFoundError:
@@ -175,7 +251,7 @@ async def _claim(path: Path) -> None:
         raise AdminServerError(f"{path} exists and is not a socket; refusing to replace it")
     try:
         async with asyncio.timeout(2.0):
-            _, writer = await asyncio.open_unix_connection(str(path))
+            _, writer = await asyncio.open_unix_connection(sock.name)
     except (ConnectionRefusedError, FileNotFoundError):
         log.info("admin socket: removing %s left by a server that is gone", path)
         with contextlib.suppress(FileNotFoundError):
@@ -187,7 +263,7 @@ async def _claim(path: Path) -> None:
     raise AdminServerError(f"{path}: another server is listening on it (is dpfd already running?)")
 
 
-Denial = Callable[[str], str | None]
+Denial = Callable[[grpc.aio.ServicerContext], str | None]
 
 
 class _PeerGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -207,7 +283,7 @@ class _PeerGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 def _guarded(handler: Any, denial: Denial) -> grpc.RpcMethodHandler:
     async def check(context: grpc.aio.ServicerContext) -> None:
-        why = denial(context.peer())
+        why = denial(context)
         if why is not None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, why)
 

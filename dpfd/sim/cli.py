@@ -6,7 +6,8 @@ dpf-sim down --state-dir DIR                  stop what `up` started in that sta
 dpf-sim bluefield --listen HOST:PORT          one emulated BlueField (DMS and DPU OS) on its own
 dpf-sim status --state-dir DIR [-o json]      each emulated DPU under DIR: installs, activations, reboots, dpfd
 dpf-sim exec NAME --state-dir DIR [--in wire|host] -- CMD
-                                              run CMD in an emulated DPU's environment (its OVS and namespace)
+                                              run CMD in an emulated host's or DPU's environment: its dpfd's admin
+                                              socket and etcd for dpfctl; a DPU's OVS and namespace
 """
 
 from __future__ import annotations
@@ -55,13 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="show each emulated DPU under a state dir")
     status.add_argument("--state-dir", type=Path, required=True)
     status.add_argument("-o", "--output", choices=("table", "json"), default="table")
-    run_in = sub.add_parser("exec", help="run a command in an emulated DPU's environment (its OVS and namespace)")
-    run_in.add_argument("name", help="the DPU's name, e.g. worker-1-0000-03-00")
+    run_in = sub.add_parser("exec", help="run a command in an emulated host's or DPU's environment")
+    run_in.add_argument("name", help="a host's name, e.g. worker-1, or a DPU's, e.g. worker-1-0000-03-00")
     run_in.add_argument("--state-dir", type=Path, required=True)
     run_in.add_argument("--in", dest="side", choices=("dpu", "wire", "host"), default="dpu",
                         help="dpu: its OVS's namespace (default); wire: where p0/p1 are cabled to (wire0, wire1); "
                         "host: its host's PFs (facing pf0hpf, pf1hpf)")  # fmt: skip
-    run_in.epilog = "The command follows `--`: dpf-sim exec NAME --state-dir DIR -- CMD [ARGS...]"
+    run_in.epilog = (
+        "The command follows `--`: dpf-sim exec NAME --state-dir DIR -- CMD [ARGS...]. It gets "
+        "DPF_ADMIN_SOCKET, DPF_ETCD_ENDPOINTS and DPFD_CONFIG of NAME's dpfd, so `-- dpfctl status` asks it."
+    )
     argv = sys.argv[1:] if argv is None else argv
     # `exec`'s command is everything after `--`, options and all: split it off before parsing.
     command: list[str] = []

@@ -6,7 +6,9 @@ one background task per DPU, which kicks the DPU again when it ends. Progress is
 and after every step that touches the DPU, so a restart resumes where it stopped (see `progress`).
 
 Unlike DPF, Error is not a dead end: the failed phase is retried with exponential backoff, and an operator
-can ask for a retry or a reflash by annotating the DPU (`ANNOTATION_RETRY`, `ANNOTATION_REFLASH`).
+can ask for a retry or a reflash by annotating the DPU (`ANNOTATION_RETRY`, `ANNOTATION_REFLASH`), or on the host
+itself with dpfctl (`requests.OperatorRequests`). A drained host (dpfctl drain) starts no new work: each DPU
+finishes the step it runs and then holds where it is until the host is undrained.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from dpfd.host.provisioning.deps import (
     ProvisioningFailure,
 )
 from dpfd.host.provisioning.ownership import Claim, DpuLocks, lock_name
-from dpfd.host.provisioning.progress import Progress, ProgressStore, StepError, install_identity
+from dpfd.host.provisioning.progress import PhaseEntry, Progress, ProgressStore, StepError, install_identity
+from dpfd.host.provisioning.requests import OperatorRequests
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class ProvisioningDeps:
     clock: Callable[[], float] = time.time  # wall clock: compared with the start time a DPU's dpfd gossips
     # Gossip: the DPU's dpfd coming back ends the wait for its reboot before DMS says so; None: DMS alone.
     presence: DpuPresence | None = None
+    progress_interval: float = 1.0  # how often a running download or install reports its bytes
 
 
 @dataclass
@@ -108,6 +112,7 @@ class DpuProvisioner:
         self.node = node
         self.deps = deps
         self.progress = ProgressStore(state_dir)
+        self.requests = OperatorRequests(state_dir)
         self._kick: Kick = lambda ref, delay: None
         self._tasks: dict[ObjectRef, tuple[str, asyncio.Task[None]]] = {}
         self._live: dict[ObjectRef, dict[str, Any]] = {}  # per-DPU figures of the running step (bytes sent, ...)
@@ -128,6 +133,7 @@ class DpuProvisioner:
         if intent is None:
             await self._cancel(ref)
             self.progress.remove(ref)
+            self.requests.forget(ref)
             await self._release(ref)
             return None
         running = self._tasks.get(ref)
@@ -136,18 +142,28 @@ class DpuProvisioner:
             unchanged = (
                 current is not None and current.uid == intent.uid and current.install_id == self._install_id(intent)
             )
-            if unchanged and not intent.deleting and not self._operator_asks(intent, current):
+            if unchanged and not intent.deleting and not self._operator_asks(ref, intent, current):
                 assert current is not None
-                return self._report(intent, current, _Wait(P.REASON_IN_PROGRESS, running[0]))
+                # Look again every progress_interval while the step runs: the report then carries the bytes moved
+                # (dpfctl draws its progress bars from them); a report that did not change is not written.
+                step = _Wait(P.REASON_IN_PROGRESS, running[0], self.deps.progress_interval)
+                return self._report(intent, current, step)
             await self._cancel(ref)  # the DPU is going away or is to be flashed with something else
         p = self._load(ref, intent)
         if intent.deleting:
             await self._cancel(ref)
             self.progress.remove(ref)
+            self.requests.forget(ref)
             await self._release(ref)
             return self._deleting_report(intent, p)
         outcome = self._consume_task(ref, p)
-        self._operator_requests(intent, p)
+        self._operator_requests(ref, intent, p)
+        hold = self._drain_hold(p)
+        if hold is not None:
+            self._save(ref, p)
+            held = self._report(intent, p, hold)
+            held.details["drained"] = True
+            return held
         if p.error is not None:
             wait = self._error_wait(ref, p)
             if wait is not None:
@@ -389,6 +405,7 @@ class DpuProvisioner:
 
         task = asyncio.get_running_loop().create_task(run(), name=f"{bg.what} {ref.name}")
         self._tasks[ref] = (bg.what, task)
+        self._kick(ref, self.deps.progress_interval)  # to report how far it got
 
     def _consume_task(self, ref: ObjectRef, p: Progress) -> StepOutcome | None:
         """Take the result of the DPU's finished background task: a failure becomes the phase's error."""
@@ -445,24 +462,51 @@ class DpuProvisioner:
         p.enter(P.NODE_EFFECT)
         return None
 
-    @staticmethod
-    def _operator_asks(intent: Intent, p: Progress | None) -> bool:
+    def _operator_asks(self, ref: ObjectRef, intent: Intent, p: Progress | None) -> bool:
+        """A reflash was asked for that is not honoured yet (it cancels the running step)."""
         if p is None:
             return False
-        return intent.annotations.get(ANNOTATION_REFLASH, p.reflash_nonce) != p.reflash_nonce
+        local = self.requests.dpu(ref).reflash
+        annotated = intent.annotations.get(ANNOTATION_REFLASH, p.reflash_nonce) != p.reflash_nonce
+        return annotated or (bool(local) and local != p.operator_reflash)
 
-    def _operator_requests(self, intent: Intent, p: Progress) -> None:
+    def _operator_requests(self, ref: ObjectRef, intent: Intent, p: Progress) -> None:
+        """Honour new retry and reflash requests: from the DPU's annotations, and from dpfctl on this host."""
+        local = self.requests.dpu(ref)
         retry = intent.annotations.get(ANNOTATION_RETRY, "")
         if retry and retry != p.retry_nonce:
             p.retry_nonce = retry
             p.next_retry_at = 0.0
+        if local.retry and local.retry != p.operator_retry:
+            p.operator_retry = local.retry
+            p.next_retry_at = 0.0
+            log.info("DPU %s: retry requested on the host", ref.name, extra={"dpu": ref.name, "request": local.retry})
         reflash = intent.annotations.get(ANNOTATION_REFLASH, "")
         if reflash and reflash != p.reflash_nonce:
             p.reflash_nonce = reflash
-            p.reset_install()
-            p.error = None
-            p.attempts = 0
-            p.enter(P.INITIALIZING)
+            self._reflash(p)
+        if local.reflash and local.reflash != p.operator_reflash:
+            p.operator_reflash = local.reflash
+            self._reflash(p)
+            log.info("DPU %s: reflash requested on the host", ref.name,
+                     extra={"dpu": ref.name, "request": local.reflash})  # fmt: skip
+
+    @staticmethod
+    def _reflash(p: Progress) -> None:
+        p.reset_install()
+        p.error = None
+        p.attempts = 0
+        p.enter(P.INITIALIZING)
+
+    def _drain_hold(self, p: Progress) -> _Wait | None:
+        """On a drained host a DPU that is not Ready stays where it is (no new step, no retry) until undrained."""
+        if p.phase == P.READY:
+            return None
+        drained = self.requests.drain_state()
+        if drained is None:
+            return None
+        why = f": {drained.reason}" if drained.reason else ""
+        return _Wait(P.REASON_DRAINED, f"host {self.node} is drained{why} (dpfctl uncordon resumes)")
 
     async def _cancel(self, ref: ObjectRef) -> None:
         entry = self._tasks.pop(ref, None)
@@ -511,6 +555,7 @@ class DpuProvisioner:
         p = self.progress.load(ref)
         if p is None or p.uid != intent.uid:
             p = Progress(uid=intent.uid)
+            p.history = [PhaseEntry(phase=p.phase, at=self.deps.clock())]
         install_id = self._install_id(intent)
         if p.install_id != install_id:
             if p.install_id:  # a new BFB or flavor for the same DPU: flash again

@@ -48,6 +48,7 @@ REASON_IN_PROGRESS = "InProgress"
 REASON_DONE = "Succeeded"
 REASON_RETRYING = "RetryScheduled"
 REASON_DMS_UNKNOWN = "DMSTargetUnknown"  # dpfd's configuration names no DMS for this DPU
+REASON_DRAINED = "HostDrained"  # dpfctl drain: no new provisioning work on this host
 
 # Annotations DPF reads to decide how the host is rebooted after a flash.
 ANNOTATION_POWER_CYCLE_REQUIRED = "provisioning.dpu.nvidia.com/host-power-cycle-required"

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dpfd.agent.statefile import read_file, remove_durably, write_atomic
 from dpfd.api.intents import ObjectRef
@@ -27,6 +28,18 @@ class StepError(BaseModel):
     reason: str
     message: str
     at: float  # wall clock, seconds
+
+
+class PhaseEntry(BaseModel):
+    """One phase entered, and when (wall clock; 0 for entries written before dpfd kept times)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phase: str
+    at: float = 0.0
+
+
+HISTORY_LENGTH = 32  # phases kept per DPU: a full flash is 9, so the last few attempts
 
 
 class Progress(BaseModel):
@@ -61,13 +74,22 @@ class Progress(BaseModel):
     next_retry_at: float = 0.0
     retry_nonce: str = ""  # the operator's last retry request that was honoured
     reflash_nonce: str = ""
-    history: list[str] = Field(default_factory=list)  # phases entered, for `dpfctl` and tests
+    operator_retry: str = ""  # the last local retry request (dpfctl dpu retry) that was honoured
+    operator_reflash: str = ""  # the last local reflash request that was honoured
+    history: list[PhaseEntry] = Field(default_factory=list)  # phases entered, oldest first (dpfctl describe)
 
-    def enter(self, phase: str) -> bool:
+    @field_validator("history", mode="before")
+    @classmethod
+    def _timeless_history(cls, v: Any) -> Any:
+        # Progress written before phases had times kept their names only.
+        return [{"phase": e} if isinstance(e, str) else e for e in v] if isinstance(v, list) else v
+
+    def enter(self, phase: str, at: float | None = None) -> bool:
         if self.phase == phase:
             return False
         self.phase = phase
-        self.history = [*self.history[-31:], phase]
+        entry = PhaseEntry(phase=phase, at=time.time() if at is None else at)
+        self.history = [*self.history[-(HISTORY_LENGTH - 1) :], entry]
         return True
 
     def reset_install(self) -> None:

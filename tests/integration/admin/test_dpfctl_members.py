@@ -113,5 +113,5 @@ async def test_errors_are_one_line_with_exit_code_1(sock_dir: Path) -> None:
 
 
 async def test_usage_errors_exit_2() -> None:
-    rc, _, err = await dpfctl("members", "-o", "yaml")
-    assert rc == 2 and "invalid choice: 'yaml'" in err
+    rc, _, err = await dpfctl("members", "-o", "wide")
+    assert rc == 2 and "invalid choice: 'wide'" in err

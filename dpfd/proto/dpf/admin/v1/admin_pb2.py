@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64pf/admin/v1/admin.proto\x12\x0c\x64pf.admin.v1\"\x14\n\x12ListMembersRequest\"\x8e\x02\n\x06Member\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x0c\n\x04node\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x0f\n\x07started\x18\x08 \x01(\x01\x12\x36\n\taddresses\x18\t \x03(\x0b\x32#.dpf.admin.v1.Member.AddressesEntry\x12\x0c\n\x04host\x18\n \x01(\t\x12\x0b\n\x03pci\x18\x0b \x01(\t\x1a\x30\n\x0e\x41\x64\x64ressesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"<\n\x13ListMembersResponse\x12%\n\x07members\x18\x01 \x03(\x0b\x32\x14.dpf.admin.v1.Member\"\x12\n\x10GetStatusRequest\"\x90\x01\n\x0cGossipStatus\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x14\n\x0chealth_score\x18\x04 \x01(\x05\x12\r\n\x05\x61live\x18\x05 \x01(\x05\x12\x0f\n\x07suspect\x18\x06 \x01(\x05\x12\x0c\n\x04\x64\x65\x61\x64\x18\x07 \x01(\x05\x12\x0c\n\x04left\x18\x08 \x01(\x05\"}\n\x11GetStatusResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0f\n\x07started\x18\x04 \x01(\x01\x12*\n\x06gossip\x18\x05 \x01(\x0b\x32\x1a.dpf.admin.v1.GossipStatus2\xa9\x01\n\x05\x41\x64min\x12R\n\x0bListMembers\x12 .dpf.admin.v1.ListMembersRequest\x1a!.dpf.admin.v1.ListMembersResponse\x12L\n\tGetStatus\x12\x1e.dpf.admin.v1.GetStatusRequest\x1a\x1f.dpf.admin.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64pf/admin/v1/admin.proto\x12\x0c\x64pf.admin.v1\"\x14\n\x12ListMembersRequest\"\x8e\x02\n\x06Member\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x0c\n\x04node\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x0f\n\x07started\x18\x08 \x01(\x01\x12\x36\n\taddresses\x18\t \x03(\x0b\x32#.dpf.admin.v1.Member.AddressesEntry\x12\x0c\n\x04host\x18\n \x01(\t\x12\x0b\n\x03pci\x18\x0b \x01(\t\x1a\x30\n\x0e\x41\x64\x64ressesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"<\n\x13ListMembersResponse\x12%\n\x07members\x18\x01 \x03(\x0b\x32\x14.dpf.admin.v1.Member\"\x12\n\x10GetStatusRequest\"w\n\x0bPacketStats\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x0e\n\x06\x66orged\x18\x02 \x01(\x04\x12\x10\n\x08replayed\x18\x03 \x01(\x04\x12\x11\n\toversized\x18\x04 \x01(\x04\x12\x11\n\tmalformed\x18\x05 \x01(\x04\x12\x0e\n\x06skewed\x18\x06 \x01(\x04\"\xbc\x01\n\x0cGossipStatus\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x14\n\x0chealth_score\x18\x04 \x01(\x05\x12\r\n\x05\x61live\x18\x05 \x01(\x05\x12\x0f\n\x07suspect\x18\x06 \x01(\x05\x12\x0c\n\x04\x64\x65\x61\x64\x18\x07 \x01(\x05\x12\x0c\n\x04left\x18\x08 \x01(\x05\x12*\n\x07packets\x18\t \x01(\x0b\x32\x19.dpf.admin.v1.PacketStats\"\x86\x01\n\nEtcdStatus\x12\x11\n\tendpoints\x18\x01 \x03(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x12\n\nregistered\x18\x04 \x01(\x08\x12\x15\n\rfencing_token\x18\x05 \x01(\x04\x12\x15\n\rregistrations\x18\x06 \x01(\r\"_\n\x0b\x44rainStatus\x12\x10\n\x08\x64raining\x18\x01 \x01(\x08\x12\r\n\x05since\x18\x02 \x01(\x01\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tin_flight\x18\x04 \x01(\r\x12\x0c\n\x04node\x18\x05 \x01(\t\"\x8b\x02\n\x11GetStatusResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0f\n\x07started\x18\x04 \x01(\x01\x12*\n\x06gossip\x18\x05 \x01(\x0b\x32\x1a.dpf.admin.v1.GossipStatus\x12&\n\x04\x65tcd\x18\x06 \x01(\x0b\x32\x18.dpf.admin.v1.EtcdStatus\x12\r\n\x05ready\x18\x07 \x01(\x08\x12\x0f\n\x07intents\x18\x08 \x01(\r\x12\x0c\n\x04\x62usy\x18\t \x01(\r\x12(\n\x05\x64rain\x18\n \x01(\x0b\x32\x19.dpf.admin.v1.DrainStatus\x12\x0c\n\x04\x64pus\x18\x0b \x01(\r\"\x11\n\x0fListDpusRequest\"h\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x1c\n\x14last_transition_time\x18\x05 \x01(\t\"\'\n\nPhaseEntry\x12\r\n\x05phase\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\x01\"9\n\x0cStepProgress\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x04\x12\r\n\x05total\x18\x03 \x01(\x04\"F\n\x08\x44puError\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\n\n\x02\x61t\x18\x04 \x01(\x01\"\x89\x04\n\x03\x44pu\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x13\n\x0bpci_address\x18\x04 \x01(\t\x12\x0b\n\x03\x62\x66\x62\x18\x05 \x01(\t\x12\x0e\n\x06\x66lavor\x18\x06 \x01(\t\x12\x0f\n\x07\x64pu_set\x18\x07 \x01(\t\x12\r\n\x05phase\x18\x08 \x01(\t\x12+\n\nconditions\x18\t \x03(\x0b\x32\x17.dpf.admin.v1.Condition\x12)\n\x07history\x18\n \x03(\x0b\x32\x18.dpf.admin.v1.PhaseEntry\x12%\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x16.dpf.admin.v1.DpuError\x12\x10\n\x08\x61ttempts\x18\x0c \x01(\r\x12\x10\n\x08retry_at\x18\r \x01(\x01\x12,\n\x08progress\x18\x0e \x01(\x0b\x32\x1a.dpf.admin.v1.StepProgress\x12\x12\n\ngeneration\x18\x0f \x01(\x03\x12\x1b\n\x13observed_generation\x18\x10 \x01(\x03\x12\x12\n\nlock_token\x18\x11 \x01(\x04\x12\x10\n\x08\x64\x65leting\x18\x12 \x01(\x08\x12\x0c\n\x04held\x18\x13 \x01(\x08\x12\x12\n\nupdated_at\x18\x14 \x01(\t\x12\x12\n\nhas_intent\x18\x15 \x01(\x08\x12#\n\x06\x65vents\x18\x16 \x03(\x0b\x32\x13.dpf.admin.v1.Event\"3\n\x10ListDpusResponse\x12\x1f\n\x04\x64pus\x18\x01 \x03(\x0b\x32\x11.dpf.admin.v1.Dpu\"0\n\rGetDpuRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\"\"\n\x12ListIntentsRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\"\xdb\x01\n\x0bIntentEntry\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\ngeneration\x18\x04 \x01(\x03\x12\x10\n\x08\x64\x65leting\x18\x05 \x01(\x08\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\r\n\x05phase\x18\x07 \x01(\t\x12\x1b\n\x13observed_generation\x18\x08 \x01(\x03\x12\x12\n\nupdated_at\x18\t \x01(\t\x12\x13\n\x0bintent_json\x18\n \x01(\t\x12\x13\n\x0breport_json\x18\x0b \x01(\t\"A\n\x13ListIntentsResponse\x12*\n\x07intents\x18\x01 \x03(\x0b\x32\x19.dpf.admin.v1.IntentEntry\"@\n\x12WatchEventsRequest\x12\x0e\n\x06replay\x18\x01 \x01(\x08\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xa6\x02\n\x05\x45vent\x12\n\n\x02\x61t\x18\x01 \x01(\x01\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\r\n\x05phase\x18\x06 \x01(\t\x12\x16\n\x0eprevious_phase\x18\x07 \x01(\t\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x0e\n\x06missed\x18\t \x01(\x04\x12,\n\x08progress\x18\n \x01(\x0b\x32\x1a.dpf.admin.v1.StepProgress\x12/\n\x06\x66ields\x18\x0b \x03(\x0b\x32\x1f.dpf.admin.v1.Event.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"1\n\x11StreamLogsRequest\x12\x0e\n\x06\x66ollow\x18\x01 \x01(\x08\x12\x0c\n\x04tail\x18\x02 \x01(\r\"T\n\tLogRecord\x12\n\n\x02\x61t\x18\x01 \x01(\x01\x12\r\n\x05level\x18\x02 \x01(\t\x12\x0e\n\x06logger\x18\x03 \x01(\t\x12\x0c\n\x04line\x18\x04 \x01(\t\x12\x0e\n\x06missed\x18\x05 \x01(\x04\"3\n\x10\x44puActionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\"i\n\x11\x44puActionResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\x1e\n\x0c\x44rainRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x10\n\x0eUndrainRequest2\xb4\x06\n\x05\x41\x64min\x12R\n\x0bListMembers\x12 .dpf.admin.v1.ListMembersRequest\x1a!.dpf.admin.v1.ListMembersResponse\x12L\n\tGetStatus\x12\x1e.dpf.admin.v1.GetStatusRequest\x1a\x1f.dpf.admin.v1.GetStatusResponse\x12I\n\x08ListDpus\x12\x1d.dpf.admin.v1.ListDpusRequest\x1a\x1e.dpf.admin.v1.ListDpusResponse\x12\x38\n\x06GetDpu\x12\x1b.dpf.admin.v1.GetDpuRequest\x1a\x11.dpf.admin.v1.Dpu\x12R\n\x0bListIntents\x12 .dpf.admin.v1.ListIntentsRequest\x1a!.dpf.admin.v1.ListIntentsResponse\x12\x46\n\x0bWatchEvents\x12 .dpf.admin.v1.WatchEventsRequest\x1a\x13.dpf.admin.v1.Event0\x01\x12H\n\nStreamLogs\x12\x1f.dpf.admin.v1.StreamLogsRequest\x1a\x17.dpf.admin.v1.LogRecord0\x01\x12K\n\x08RetryDpu\x12\x1e.dpf.admin.v1.DpuActionRequest\x1a\x1f.dpf.admin.v1.DpuActionResponse\x12M\n\nReflashDpu\x12\x1e.dpf.admin.v1.DpuActionRequest\x1a\x1f.dpf.admin.v1.DpuActionResponse\x12>\n\x05\x44rain\x12\x1a.dpf.admin.v1.DrainRequest\x1a\x19.dpf.admin.v1.DrainStatus\x12\x42\n\x07Undrain\x12\x1c.dpf.admin.v1.UndrainRequest\x1a\x19.dpf.admin.v1.DrainStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MEMBER_ADDRESSESENTRY']._loaded_options = None
   _globals['_MEMBER_ADDRESSESENTRY']._serialized_options = b'8\001'
+  _globals['_EVENT_FIELDSENTRY']._loaded_options = None
+  _globals['_EVENT_FIELDSENTRY']._serialized_options = b'8\001'
   _globals['_LISTMEMBERSREQUEST']._serialized_start=42
   _globals['_LISTMEMBERSREQUEST']._serialized_end=62
   _globals['_MEMBER']._serialized_start=65
@@ -43,10 +45,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMEMBERSRESPONSE']._serialized_end=397
   _globals['_GETSTATUSREQUEST']._serialized_start=399
   _globals['_GETSTATUSREQUEST']._serialized_end=417
-  _globals['_GOSSIPSTATUS']._serialized_start=420
-  _globals['_GOSSIPSTATUS']._serialized_end=564
-  _globals['_GETSTATUSRESPONSE']._serialized_start=566
-  _globals['_GETSTATUSRESPONSE']._serialized_end=691
-  _globals['_ADMIN']._serialized_start=694
-  _globals['_ADMIN']._serialized_end=863
+  _globals['_PACKETSTATS']._serialized_start=419
+  _globals['_PACKETSTATS']._serialized_end=538
+  _globals['_GOSSIPSTATUS']._serialized_start=541
+  _globals['_GOSSIPSTATUS']._serialized_end=729
+  _globals['_ETCDSTATUS']._serialized_start=732
+  _globals['_ETCDSTATUS']._serialized_end=866
+  _globals['_DRAINSTATUS']._serialized_start=868
+  _globals['_DRAINSTATUS']._serialized_end=963
+  _globals['_GETSTATUSRESPONSE']._serialized_start=966
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1233
+  _globals['_LISTDPUSREQUEST']._serialized_start=1235
+  _globals['_LISTDPUSREQUEST']._serialized_end=1252
+  _globals['_CONDITION']._serialized_start=1254
+  _globals['_CONDITION']._serialized_end=1358
+  _globals['_PHASEENTRY']._serialized_start=1360
+  _globals['_PHASEENTRY']._serialized_end=1399
+  _globals['_STEPPROGRESS']._serialized_start=1401
+  _globals['_STEPPROGRESS']._serialized_end=1458
+  _globals['_DPUERROR']._serialized_start=1460
+  _globals['_DPUERROR']._serialized_end=1530
+  _globals['_DPU']._serialized_start=1533
+  _globals['_DPU']._serialized_end=2054
+  _globals['_LISTDPUSRESPONSE']._serialized_start=2056
+  _globals['_LISTDPUSRESPONSE']._serialized_end=2107
+  _globals['_GETDPUREQUEST']._serialized_start=2109
+  _globals['_GETDPUREQUEST']._serialized_end=2157
+  _globals['_LISTINTENTSREQUEST']._serialized_start=2159
+  _globals['_LISTINTENTSREQUEST']._serialized_end=2193
+  _globals['_INTENTENTRY']._serialized_start=2196
+  _globals['_INTENTENTRY']._serialized_end=2415
+  _globals['_LISTINTENTSRESPONSE']._serialized_start=2417
+  _globals['_LISTINTENTSRESPONSE']._serialized_end=2482
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=2484
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=2548
+  _globals['_EVENT']._serialized_start=2551
+  _globals['_EVENT']._serialized_end=2845
+  _globals['_EVENT_FIELDSENTRY']._serialized_start=2800
+  _globals['_EVENT_FIELDSENTRY']._serialized_end=2845
+  _globals['_STREAMLOGSREQUEST']._serialized_start=2847
+  _globals['_STREAMLOGSREQUEST']._serialized_end=2896
+  _globals['_LOGRECORD']._serialized_start=2898
+  _globals['_LOGRECORD']._serialized_end=2982
+  _globals['_DPUACTIONREQUEST']._serialized_start=2984
+  _globals['_DPUACTIONREQUEST']._serialized_end=3035
+  _globals['_DPUACTIONRESPONSE']._serialized_start=3037
+  _globals['_DPUACTIONRESPONSE']._serialized_end=3142
+  _globals['_DRAINREQUEST']._serialized_start=3144
+  _globals['_DRAINREQUEST']._serialized_end=3174
+  _globals['_UNDRAINREQUEST']._serialized_start=3176
+  _globals['_UNDRAINREQUEST']._serialized_end=3192
+  _globals['_ADMIN']._serialized_start=3195
+  _globals['_ADMIN']._serialized_end=4015
 # @@protoc_insertion_point(module_scope)

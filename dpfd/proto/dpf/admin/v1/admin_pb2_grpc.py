@@ -44,6 +44,51 @@ class AdminStub:
                 request_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
+        self.ListDpus = channel.unary_unary(
+                '/dpf.admin.v1.Admin/ListDpus',
+                request_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.ListDpusRequest.SerializeToString,
+                response_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.ListDpusResponse.FromString,
+                _registered_method=True)
+        self.GetDpu = channel.unary_unary(
+                '/dpf.admin.v1.Admin/GetDpu',
+                request_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.GetDpuRequest.SerializeToString,
+                response_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.Dpu.FromString,
+                _registered_method=True)
+        self.ListIntents = channel.unary_unary(
+                '/dpf.admin.v1.Admin/ListIntents',
+                request_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.ListIntentsRequest.SerializeToString,
+                response_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.ListIntentsResponse.FromString,
+                _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/dpf.admin.v1.Admin/WatchEvents',
+                request_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.Event.FromString,
+                _registered_method=True)
+        self.StreamLogs = channel.unary_stream(
+                '/dpf.admin.v1.Admin/StreamLogs',
+                request_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.StreamLogsRequest.SerializeToString,
+                response_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.LogRecord.FromString,
+                _registered_method=True)
+        self.RetryDpu = channel.unary_unary(
+                '/dpf.admin.v1.Admin/RetryDpu',
+                request_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DpuActionRequest.SerializeToString,
+                response_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DpuActionResponse.FromString,
+                _registered_method=True)
+        self.ReflashDpu = channel.unary_unary(
+                '/dpf.admin.v1.Admin/ReflashDpu',
+                request_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DpuActionRequest.SerializeToString,
+                response_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DpuActionResponse.FromString,
+                _registered_method=True)
+        self.Drain = channel.unary_unary(
+                '/dpf.admin.v1.Admin/Drain',
+                request_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
+                response_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DrainStatus.FromString,
+                _registered_method=True)
+        self.Undrain = channel.unary_unary(
+                '/dpf.admin.v1.Admin/Undrain',
+                request_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.UndrainRequest.SerializeToString,
+                response_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DrainStatus.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -58,7 +103,73 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetStatus(self, request, context):
-        """Who this daemon is, and how its gossip member is doing.
+        """Who this daemon is: etcd session, intents, in-flight work, drain, gossip.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDpus(self, request, context):
+        """Host role: each DPU this dpfd provisions, with its phase, conditions and phase history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDpu(self, request, context):
+        """Host role: one DPU, with its recent events. NOT_FOUND when this host has no DPU by that name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIntents(self, request, context):
+        """This node's intents as the daemon last saw them, each with the report it answered with.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchEvents(self, request, context):
+        """Phase changes, report changes, membership changes and operator requests as they happen. First the recent
+        events (with replay), then one event of type "synced": every later change is streamed, so state read after
+        "synced" plus the events that follow is never stale. A subscriber that reads too slowly loses the oldest
+        events and gets one event of type "missed" saying how many.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamLogs(self, request, context):
+        """This daemon's log lines: the most recent ones, then (follow) new ones as they are logged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryDpu(self, request, context):
+        """Host role: retry a DPU's failed phase now instead of after its backoff.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReflashDpu(self, request, context):
+        """Host role: flash a DPU again from the start.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Drain(self, request, context):
+        """Host role: start no new provisioning work on this host; what runs finishes. Survives a restart of dpfd.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Undrain(self, request, context):
+        """Host role: undo Drain.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,6 +187,51 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.GetStatusRequest.FromString,
                     response_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'ListDpus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDpus,
+                    request_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.ListDpusRequest.FromString,
+                    response_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.ListDpusResponse.SerializeToString,
+            ),
+            'GetDpu': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDpu,
+                    request_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.GetDpuRequest.FromString,
+                    response_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.Dpu.SerializeToString,
+            ),
+            'ListIntents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIntents,
+                    request_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.ListIntentsRequest.FromString,
+                    response_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.ListIntentsResponse.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.WatchEventsRequest.FromString,
+                    response_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.Event.SerializeToString,
+            ),
+            'StreamLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamLogs,
+                    request_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.StreamLogsRequest.FromString,
+                    response_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.LogRecord.SerializeToString,
+            ),
+            'RetryDpu': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryDpu,
+                    request_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DpuActionRequest.FromString,
+                    response_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DpuActionResponse.SerializeToString,
+            ),
+            'ReflashDpu': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReflashDpu,
+                    request_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DpuActionRequest.FromString,
+                    response_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DpuActionResponse.SerializeToString,
+            ),
+            'Drain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Drain,
+                    request_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DrainRequest.FromString,
+                    response_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DrainStatus.SerializeToString,
+            ),
+            'Undrain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Undrain,
+                    request_deserializer=dpf_dot_admin_dot_v1_dot_admin__pb2.UndrainRequest.FromString,
+                    response_serializer=dpf_dot_admin_dot_v1_dot_admin__pb2.DrainStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +288,249 @@ class Admin:
             '/dpf.admin.v1.Admin/GetStatus',
             dpf_dot_admin_dot_v1_dot_admin__pb2.GetStatusRequest.SerializeToString,
             dpf_dot_admin_dot_v1_dot_admin__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDpus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dpf.admin.v1.Admin/ListDpus',
+            dpf_dot_admin_dot_v1_dot_admin__pb2.ListDpusRequest.SerializeToString,
+            dpf_dot_admin_dot_v1_dot_admin__pb2.ListDpusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDpu(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dpf.admin.v1.Admin/GetDpu',
+            dpf_dot_admin_dot_v1_dot_admin__pb2.GetDpuRequest.SerializeToString,
+            dpf_dot_admin_dot_v1_dot_admin__pb2.Dpu.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIntents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dpf.admin.v1.Admin/ListIntents',
+            dpf_dot_admin_dot_v1_dot_admin__pb2.ListIntentsRequest.SerializeToString,
+            dpf_dot_admin_dot_v1_dot_admin__pb2.ListIntentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dpf.admin.v1.Admin/WatchEvents',
+            dpf_dot_admin_dot_v1_dot_admin__pb2.WatchEventsRequest.SerializeToString,
+            dpf_dot_admin_dot_v1_dot_admin__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dpf.admin.v1.Admin/StreamLogs',
+            dpf_dot_admin_dot_v1_dot_admin__pb2.StreamLogsRequest.SerializeToString,
+            dpf_dot_admin_dot_v1_dot_admin__pb2.LogRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryDpu(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dpf.admin.v1.Admin/RetryDpu',
+            dpf_dot_admin_dot_v1_dot_admin__pb2.DpuActionRequest.SerializeToString,
+            dpf_dot_admin_dot_v1_dot_admin__pb2.DpuActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReflashDpu(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dpf.admin.v1.Admin/ReflashDpu',
+            dpf_dot_admin_dot_v1_dot_admin__pb2.DpuActionRequest.SerializeToString,
+            dpf_dot_admin_dot_v1_dot_admin__pb2.DpuActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Drain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dpf.admin.v1.Admin/Drain',
+            dpf_dot_admin_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
+            dpf_dot_admin_dot_v1_dot_admin__pb2.DrainStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Undrain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dpf.admin.v1.Admin/Undrain',
+            dpf_dot_admin_dot_v1_dot_admin__pb2.UndrainRequest.SerializeToString,
+            dpf_dot_admin_dot_v1_dot_admin__pb2.DrainStatus.FromString,
             options,
             channel_credentials,
             insecure,
