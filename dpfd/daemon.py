@@ -125,6 +125,8 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP (systemctl reload) must never end dpfd: until gossip runs there is nothing to reload.
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("reload_ignored", reason="nothing to reload"))
     # The watchdog runs from the start: connecting to etcd may take a while and is not a hang.
     watchdog = loop.create_task(notifier.run_watchdog(), name="watchdog")
     log.info(
@@ -185,7 +187,6 @@ async def run_daemon(config: DpfdConfig, notifier: SystemdNotifier | None = None
     notifier.stopping("finishing in-flight work")
     if services.gossip is not None:
         # Leave while the etcd session still holds: the others see this member leave, not fail.
-        loop.remove_signal_handler(signal.SIGHUP)
         await _leave_gossip(services.gossip)
     clean = await agent.stop(SHUTDOWN_TIMEOUT)
     if admin is not None:
