@@ -157,8 +157,6 @@ async def _run_replica(
                     await clusters.close()
         finally:
             if gossip is not None:
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
                 try:
                     await gossip.leave()  # the dpfds see this replica left, not failed
                 except Exception:
@@ -211,6 +209,8 @@ def run_main(argv: list[str]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # SIGHUP never ends the controller: with gossip it reloads the key file (set when the member starts).
+        loop.add_signal_handler(signal.SIGHUP, lambda: log.info("reload ignored: nothing to reload"))
         log.info("dpf-controller starting", extra={"identity": cfg.identity, "etcd": ",".join(endpoints)})
         await run_controller(cfg, stop)
         log.info("dpf-controller stopped", extra={"identity": cfg.identity})

@@ -9,6 +9,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ethtool >/dev/null || need+=(ethtool)
 command -v kubectl >/dev/null || need+=(kubernetes-client)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v rpm >/dev/null || need+=(rpm)                          # the .rpm package's tests (rpm --root)
+command -v systemd-nspawn >/dev/null || need+=(systemd-container) # a real systemd for the unit tests
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -428,7 +428,10 @@ def _user_data(
         cmds.append(list(ctx.dpfd.install_command))
     if ctx.join is not None:
         cmds.append(["systemctl", "enable", "kubelet"])  # kubeadm join, run by dpfd, starts it
-    cmds.append(["systemctl", "enable", "--now", "dpfd"])
+        # dpfd's unit is ProtectSystem=strict: kubeadm may write only into these, and only if they exist.
+        cmds.append(["mkdir", "-p", "/etc/kubernetes", "/var/lib/kubelet"])
+    # --no-block: the start waits for dpfd's READY (it needs etcd); first boot must not wait on it.
+    cmds.append(["systemctl", "enable", "--now", "--no-block", "dpfd"])
     for i, cmd in enumerate(cmds):
         for word in cmd:
             _check_line(word, f"first-boot command {i}")

@@ -51,6 +51,10 @@ async def test_run_publishes_then_stops_cleanly_on_sigterm(
                 return len(await intents(store)) == 1
 
             await wait_until(one_intent, within=20, what="intent written by the process")
+            # `systemctl reload` without gossip: logged, and the process goes on
+            proc.send_signal(signal.SIGHUP)
+            await wait_until(lambda: "reload ignored" in log_path.read_text(), within=10, what="SIGHUP handled")
+            assert proc.returncode is None
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)

@@ -118,7 +118,7 @@ async def test_with_a_data_plane_each_bluefield_gets_its_own_ovs_reachable_throu
         assert out.returncode == 0 and "br-sfc" in out.stdout, out.stderr
         unknown = await asyncio.to_thread(subprocess.run, [*exec_[:4], "nope", *exec_[5:], "true"],
                                           capture_output=True, text=True, timeout=30)  # fmt: skip
-        assert unknown.returncode == 2 and "no emulated DPU 'nope'" in unknown.stderr and name in unknown.stderr
+        assert unknown.returncode == 2 and "no emulated host or DPU 'nope'" in unknown.stderr and name in unknown.stderr
     finally:
         await rack.stop()
     assert not any(o.netns in netns.listnetns() for o in rack.ovs.values() if o.netns)

@@ -143,7 +143,7 @@ def test_minimal_flavor_writes_dpfd_config_and_no_optional_steps(tmp_path: Path)
     )
     user_data = yaml.safe_load((root / "var/lib/cloud/seed/nocloud-net/user-data").read_text())
     assert user_data["hostname"] == "worker-1-0000-03-00"
-    assert ["systemctl", "enable", "--now", "dpfd"] in user_data["runcmd"]
+    assert ["systemctl", "enable", "--now", "--no-block", "dpfd"] in user_data["runcmd"]
     assert user_data["chpasswd"]["list"] == "ubuntu:ubuntu\n"
     assert config.join is None
     assert mode(root / "etc/dpf/dpfd.yaml") == 0o600
@@ -186,8 +186,14 @@ def test_full_flavor_files_on_the_target(tmp_path: Path) -> None:
     assert 'capabilities = ["pull", "resolve"]' in (root / "etc/containerd/certs.d/nvcr.io/hosts.toml").read_text()
     user_data = yaml.safe_load((root / "var/lib/cloud/seed/nocloud-net/user-data").read_text())
     runcmd = user_data["runcmd"]
-    assert runcmd.index(["apt-get", "install", "-y", "dpf"]) < runcmd.index(["systemctl", "enable", "--now", "dpfd"])
-    assert runcmd[-2:] == [["systemctl", "enable", "kubelet"], ["systemctl", "enable", "--now", "dpfd"]]
+    assert runcmd.index(["apt-get", "install", "-y", "dpf"]) < runcmd.index(
+        ["systemctl", "enable", "--now", "--no-block", "dpfd"]
+    )
+    assert runcmd[-3:] == [
+        ["systemctl", "enable", "kubelet"],
+        ["mkdir", "-p", "/etc/kubernetes", "/var/lib/kubelet"],  # writable under dpfd's ProtectSystem=strict
+        ["systemctl", "enable", "--now", "--no-block", "dpfd"],
+    ]
     for script in sorted((root / "opt/dpf").glob("*.sh")):
         subprocess.run([BASH, "-n", script], check=True)  # every generated script parses
 
