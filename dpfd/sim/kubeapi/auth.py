@@ -4,6 +4,8 @@ Who may do what:
 * the admin token (the kubeconfig's user): everything (system:masters);
 * a bootstrap token `<id>.<secret>` backed by a valid Secret kube-system/bootstrap-token-<id>: what a joining
   node needs (discovery, read kubeadm's ConfigMaps, register and update its Node);
+* a ServiceAccount token (a TokenRequest's, see sa_tokens.py): system:serviceaccount:<ns>:<name>, which like any
+  authenticated user without RBAC bindings may use discovery and nothing else (there is no RBAC here);
 * no token (system:anonymous): /version, the health endpoints, and kube-public/cluster-info, as kubeadm's
   RBAC rules allow.
 A bearer token that matches nothing answers 401 Unauthorized; an identity without the permission, 403.
@@ -20,6 +22,7 @@ from typing import Any
 from dpfd.sim import bootstrap_tokens as bootstrap
 from dpfd.sim.kubeapi.errors import ApiError
 from dpfd.sim.kubeapi.resources import ResourceType
+from dpfd.sim.kubeapi.sa_tokens import InvalidToken, ServiceAccountTokens, looks_like_jwt
 from dpfd.sim.kubeapi.store import Store
 
 SECRETS = ("", "secrets")
@@ -58,16 +61,31 @@ def verb_of(method: str, named: bool, watch: bool) -> str:
     return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
 
+def service_account_user(namespace: str, name: str) -> User:
+    return User(
+        f"system:serviceaccount:{namespace}:{name}",
+        ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"),
+    )
+
+
 class Authenticator:
-    def __init__(self, store: Store, admin_token: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        admin_token: str,
+        clock: Callable[[], float] = time.time,
+        tokens: ServiceAccountTokens | None = None,
+    ) -> None:
         self.store = store
         self.admin_token = admin_token
         self.clock = clock
+        self.tokens = tokens
 
     # -- authentication ---------------------------------------------------------------------------
     def authenticate(self, headers: Mapping[str, str]) -> User:
-        """The request's identity; raises 401 for a bearer token that is neither the admin's nor a valid
-        bootstrap token (as the API server does: a bad credential is never downgraded to anonymous)."""
+        """The request's identity; raises 401 for a bearer token that is not the admin's, a valid bootstrap token
+        or a valid ServiceAccount token (as the API server does: a bad credential is never downgraded to
+        anonymous)."""
         header = headers.get("Authorization", "")
         if not header:
             return ANONYMOUS
@@ -77,6 +95,12 @@ class Authenticator:
             raise unauthorized()
         if hmac.compare_digest(token.encode(), self.admin_token.encode()):
             return ADMIN
+        if self.tokens is not None and looks_like_jwt(token):
+            try:
+                namespace, name, _ = self.tokens.verify(token)
+            except InvalidToken as e:
+                raise unauthorized() from e
+            return service_account_user(namespace, name)
         parsed = bootstrap.parse_token(token)
         if parsed is None:
             raise unauthorized()

@@ -74,6 +74,18 @@ def _resource_entries(rt: ResourceType) -> list[Obj]:
                 "verbs": ["create"],
             }
         )
+    if rt.key == ("", "serviceaccounts"):
+        out.append(
+            {
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": True,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }
+        )
     return out
 
 
@@ -141,6 +153,14 @@ def _aggregated_resource(rt: ResourceType, version: str) -> Obj:
             {
                 "subresource": "eviction",
                 "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"},
+                "verbs": ["create"],
+            }
+        )
+    if rt.key == ("", "serviceaccounts"):
+        subs.append(
+            {
+                "subresource": "token",
+                "responseKind": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"},
                 "verbs": ["create"],
             }
         )

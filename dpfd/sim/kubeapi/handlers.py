@@ -27,6 +27,7 @@ from dpfd.sim.kubeapi.errors import ApiError
 from dpfd.sim.kubeapi.negotiation import METADATA, TABLE, Representation, negotiate, partial_metadata, present
 from dpfd.sim.kubeapi.openapi import OpenApiDocuments
 from dpfd.sim.kubeapi.resources import ResourceType
+from dpfd.sim.kubeapi.sa_tokens import ServiceAccountTokens
 from dpfd.sim.kubeapi.selectors import (
     FieldSelector,
     LabelSelector,
@@ -105,9 +106,11 @@ class ApiHandlers:
         *,
         bookmark_interval: float,
         auth: Authenticator | None = None,
+        tokens: ServiceAccountTokens | None = None,
     ) -> None:
         self.core = core
         self.auth = auth  # None: plain HTTP, everyone may do everything
+        self.tokens = tokens  # None: no TokenRequest subresource
         self.registry = core.registry
         self.store = core.store
         self.openapi = openapi
@@ -223,12 +226,16 @@ class ApiHandlers:
         if (rt.namespaced and name is not None and namespace is None) or (not rt.namespaced and namespace):
             raise errors.path_not_found()
         if sub is not None and not (
-            (sub == "status" and rt.status_subresource) or (sub == "eviction" and rt.key == ("", "pods"))
+            (sub == "status" and rt.status_subresource)
+            or (sub == "eviction" and rt.key == ("", "pods"))
+            or (sub == "token" and rt.key == ("", "serviceaccounts") and self.tokens is not None)
         ):
             raise errors.path_not_found()
         q = request.query
         rep = negotiate(request.headers.get("Accept", ""))
         method = request.method
+        if sub == "token" and method != "POST":
+            raise errors.method_not_allowed(method)
         if self.auth is not None:
             watch = legacy_watch or q.get("watch") in TRUE
             self.auth.authorize_resource(
@@ -252,6 +259,8 @@ class ApiHandlers:
             return self._respond(rt, version, obj, rep, q, status=201)
         if method == "POST" and sub == "eviction" and name is not None:
             return await self._evict(request, rt, ns, name, dry_run)
+        if method == "POST" and sub == "token" and name is not None and self.tokens is not None:
+            return json_response(self.tokens.issue(rt, ns, name, await self._json_body(request)), status=201)
         if method == "PUT" and name is not None:
             obj = self.core.update(rt, ns, name, await self._json_body(request), subresource=sub, dry_run=dry_run)
             return self._respond(rt, version, obj, rep, q)

@@ -1,8 +1,9 @@
 """Decode the protobuf request bodies kubectl's typed commands send (`kubectl create namespace|configmap|
-secret|serviceaccount|poddisruptionbudget`): client-go does not fall back to JSON when the server refuses protobuf.
+secret|serviceaccount|poddisruptionbudget|token`): client-go does not fall back to JSON when the server refuses
+protobuf.
 
-Only these kinds are decoded; field numbers are those of k8s.io/api core/v1 and policy/v1, and apimachinery
-meta/v1 and util/intstr generated.proto. Responses are always JSON (kubectl accepts it).
+Only these kinds are decoded; field numbers are those of k8s.io/api core/v1, policy/v1 and authentication/v1,
+and apimachinery meta/v1 and util/intstr generated.proto. Responses are always JSON (kubectl accepts it).
 """
 
 from __future__ import annotations
@@ -114,8 +115,22 @@ _SCHEMAS: dict[str, _Schema] = {
         3: ("maxUnavailable", "intorstring"),
         4: ("unhealthyPodEvictionPolicy", "string"),
     },
+    "TokenRequest": {1: ("metadata", "msg:ObjectMeta"), 2: ("spec", "msg:TokenRequestSpec")},
+    "TokenRequestSpec": {
+        1: ("audiences", "repeated_string"),
+        3: ("boundObjectRef", "msg:BoundObjectReference"),
+        4: ("expirationSeconds", "int"),
+    },
+    "BoundObjectReference": {
+        1: ("kind", "string"),
+        2: ("apiVersion", "string"),
+        3: ("name", "string"),
+        4: ("uid", "string"),
+    },
 }
-DECODABLE_KINDS = frozenset({"Namespace", "ConfigMap", "Secret", "ServiceAccount", "PodDisruptionBudget"})
+DECODABLE_KINDS = frozenset(
+    {"Namespace", "ConfigMap", "Secret", "ServiceAccount", "PodDisruptionBudget", "TokenRequest"}
+)
 
 
 def _bytes(value: int | bytes) -> bytes:
@@ -165,6 +180,9 @@ def _message(buf: bytes, schema_name: str) -> Obj:
         elif how in ("map_string", "map_bytes"):
             k, v = _map_entry(value)
             out.setdefault(name, {})[k] = v.decode() if how == "map_string" else base64.b64encode(v).decode()
+        elif how == "int":
+            if isinstance(value, int):
+                out[name] = value - (1 << 64) if value >= 1 << 63 else value
         elif how == "intorstring":
             out[name] = _int_or_string(value)
         elif how.startswith("msg:"):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from dpfd.sim.kubeapi.negotiation import present
 from dpfd.sim.kubeapi.openapi import OpenApiDocuments
 from dpfd.sim.kubeapi.patch import clone_obj
 from dpfd.sim.kubeapi.resources import Registry, builtin_types
+from dpfd.sim.kubeapi.sa_tokens import ServiceAccountTokens, signing_key
 from dpfd.sim.kubeapi.store import Store
 from dpfd.sim.kubeapi.tls import ServerTls
 
@@ -58,9 +60,17 @@ class KubeApiServer:
             self.registry.add(rt)
         self.store = Store(event_window)
         self.core = ApiCore(self.registry, self.store, DpfAdmission(validation))
-        auth = Authenticator(self.store, tls.admin_token) if tls is not None else None
+        # Signed with a key derived from the admin token (kept with the TLS material), so ServiceAccount tokens
+        # stay valid across restarts; without TLS nobody checks them and a random key will do.
+        key = signing_key(tls.admin_token) if tls is not None else secrets.token_bytes(32)
+        self.tokens = ServiceAccountTokens(self.store, key)
+        auth = Authenticator(self.store, tls.admin_token, tokens=self.tokens) if tls is not None else None
         self._handlers = ApiHandlers(
-            self.core, OpenApiDocuments(self.registry), bookmark_interval=bookmark_interval, auth=auth
+            self.core,
+            OpenApiDocuments(self.registry),
+            bookmark_interval=bookmark_interval,
+            auth=auth,
+            tokens=self.tokens,
         )
         self._runner: web.ServerRunner | None = None
         self._saver: asyncio.Task[None] | None = None
