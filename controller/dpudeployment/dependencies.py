@@ -80,16 +80,18 @@ def gather(dd: DPUDeployment, namespace: str, informers: DependencyInformers) ->
             config = DPUServiceConfiguration.model_validate(c_obj)
         except ValidationError as exc:
             raise MissingDependency(f"service {service}: invalid template or configuration: {exc}") from exc
-        for kind, obj, named in (("DPUServiceTemplate", t_obj, template.spec.deploymentServiceName),
+        for what, obj, named in (("DPUServiceTemplate", t_obj, template.spec.deploymentServiceName),
                                  ("DPUServiceConfiguration", c_obj, config.spec.deploymentServiceName)):  # fmt: skip
             if named != service:
                 raise MissingDependency(
-                    f"service in {kind} {key_of(obj)} doesn't match requested service in DPUDeployment"
+                    f"service in {what} {key_of(obj)} doesn't match requested service in DPUDeployment"
                     f" ({named!r} is not {service!r})"
                 )
         deps.templates[service], deps.configurations[service] = template, config
-    deps.objects = [(rt, informer.get(namespace, name) or {}) for rt, informer in informers.pairs()
-                    for kind, name in references(dd) if kind == rt]  # fmt: skip
+    for rt, informer in informers.pairs():
+        for ref_rt, name in references(dd):
+            if ref_rt == rt and (found := informer.get(namespace, name)) is not None:
+                deps.objects.append((rt, found))
     return deps
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from controller.chains.family import DPUSERVICECHAINS, DPUSERVICEINTERFACES
 from controller.dpudeployment.names import (
     CHAIN_VERSION_LABEL,
+    DPUDEPLOYMENTS,
     DPUSERVICES,
     INTERFACE_NAME_LABEL,
     OWNER_LABEL,
@@ -75,7 +76,7 @@ def _meta(dd: Obj, name: str) -> dict[str, Any]:
         "name": name,
         "namespace": key.namespace,
         "labels": {OWNER_LABEL: owner_value(key)},
-        "ownerReferences": [controller_owner_ref(dd, str(dd.get("apiVersion")), "DPUDeployment")],
+        "ownerReferences": [controller_owner_ref(dd, DPUDEPLOYMENTS.api_version, DPUDEPLOYMENTS.kind)],
     }
 
 

@@ -134,7 +134,9 @@ class DpuDeploymentWork:
     async def reconcile(self, key: ObjKey) -> Result:
         obj = self.i.deployments.get(key.namespace, key.name)
         if obj is None:
-            return DONE  # gone: its finalizer saw the children go (garbage collection takes orphans)
+            # Gone (after its finalizer, or forced without it): nothing of it may hold what it consumed.
+            await self._mark_dependencies(key, [], leaving=True)
+            return DONE
         if is_deleting(obj):
             return await self._finish_deletion(obj, key)
         if FINALIZER not in finalizers_of(obj):
@@ -149,7 +151,7 @@ class DpuDeploymentWork:
             conds.false(COND_PREREQS, REASON_PENDING, f"Error occurred: {problem}")
             await self._write_status(obj, key, conds)
             return DONE  # the dependency's arrival enqueues this object again
-        await self._mark_dependencies(key, [o for _, o in deps.objects])
+        await self._mark_dependencies(key, deps.objects)
         conds.true(COND_PREREQS)
         flavor = deps.flavor.get("spec") or {}
         missing = missing_resources(
@@ -208,18 +210,16 @@ class DpuDeploymentWork:
                 raise
 
     # -- what it consumes ---------------------------------------------------------------------------
-    async def _mark_dependencies(self, key: ObjKey, objs: list[Obj], *, leaving: bool = False) -> None:
+    async def _mark_dependencies(
+        self, key: ObjKey, objs: list[tuple[ResourceType, Obj]], *, leaving: bool = False
+    ) -> None:
         """Label and finalizer on what `key` consumes now; off what it consumed before (or all, when leaving)."""
         deployments = [d for d in self.i.deployments.list() if not (leaving and key_of(d) == key)]
-        current = {(str(o.get("kind")), key_of(o)) for o in objs}
-        touched = list(objs) + [
-            o
-            for _, o in marked_for(key.name, key.namespace, self.deps)
-            if (str(o.get("kind")), key_of(o)) not in current
+        current = {(rt.kind, key_of(o)) for rt, o in objs}
+        before = [
+            (rt, o) for rt, o in marked_for(key.name, key.namespace, self.deps) if (rt.kind, key_of(o)) not in current
         ]
-        kinds = {rt.kind: rt for rt, _ in self.deps.pairs()}
-        for obj in touched:
-            rt = kinds[str(obj.get("kind"))]
+        for rt, obj in [*objs, *before]:
             patch = mark_patch(obj, consumers(obj, rt, deployments))
             if patch is None:
                 continue
@@ -278,10 +278,11 @@ class DpuDeploymentWork:
     def on_deployment(self, event: EventType, obj: Obj, old: Obj | None) -> None:
         if event == "MODIFIED" and status_only_change(old, obj):
             return  # our own status write
-        self.queue.add(key_of(obj))
+        key = key_of(obj)
+        self.queue.add(key)
         if event == "DELETED" or (old is not None and old.get("spec") != obj.get("spec")):
-            for _, o in marked_for(key_of(obj).name, key_of(obj).namespace, self.deps):
-                for k in deployment_keys_using(o, self._kind_of(o), self.i.deployments.list()):
+            for rt, dep in marked_for(key.name, key.namespace, self.deps):
+                for k in deployment_keys_using(dep, rt, self.i.deployments.list()):
                     self.queue.add(k)  # a dependency it dropped may be another's to mark
 
     def on_child(self, event: EventType, obj: Obj, old: Obj | None) -> None:
@@ -292,19 +293,21 @@ class DpuDeploymentWork:
         if old is not None and (before := _owner_of(old)) is not None and before != owner:
             self.queue.add(before)
 
-    def on_dependency(self, event: EventType, obj: Obj, old: Obj | None) -> None:
-        """A BFB, DPUFlavor, DPUServiceTemplate or DPUServiceConfiguration came, changed or went."""
-        for k in deployment_keys_using(obj, self._kind_of(obj), self.i.deployments.list()):
-            self.queue.add(k)
+    def on_dependency(self, rt: ResourceType) -> Handler:
+        """The handler for one dependency kind (list items carry no kind): a BFB, DPUFlavor, DPUServiceTemplate
+        or DPUServiceConfiguration came, changed or went."""
 
-    def _kind_of(self, obj: Obj) -> ResourceType:
-        return {rt.kind: rt for rt, _ in self.deps.pairs()}[str(obj.get("kind"))]
+        def handle(event: EventType, obj: Obj, old: Obj | None) -> None:
+            for k in deployment_keys_using(obj, rt, self.i.deployments.list()):
+                self.queue.add(k)
+
+        return handle
 
     def handlers(self) -> list[tuple[Informer, Handler]]:
         """Which cache feeds which handler (what the manager forwards while this term leads)."""
         out: list[tuple[Informer, Handler]] = [(self.i.deployments, self.on_deployment)]
         out += [(inf, self.on_child) for _, inf in self.i.children()]
-        out += [(inf, self.on_dependency) for _, inf in self.deps.pairs()]
+        out += [(inf, self.on_dependency(rt)) for rt, inf in self.deps.pairs()]
         return out
 
     def enqueue_all(self) -> None:

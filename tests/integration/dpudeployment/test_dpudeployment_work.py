@@ -231,3 +231,29 @@ async def test_deletion_goes_services_first_then_dpusets_then_releases(env: Env)
         assert dep is not None
         assert CONSUMED not in (dep["metadata"].get("labels") or {}), kind
         assert FINALIZER not in (dep["metadata"].get("finalizers") or []), kind
+
+
+async def test_dropped_interface_goes_and_a_wrong_service_name_is_named(env: Env) -> None:
+    two = configuration()
+    two["spec"]["interfaces"].append({"name": "app", "network": "mybrsfc"})
+    await apply_all(env, bfb(), flavor(), template(), two, deployment())
+    await eventually(lambda: get(env, SVC, "DPUServiceInterface", "dd-hbn-app"), 10, "the second interface")
+
+    await env.server.apply_object(configuration())  # back to p0_if only
+    await eventually(lambda: get(env, SVC, "DPUServiceInterface", "dd-hbn-app") is None, 10, "interface deleted")
+    svc = await eventually(lambda: (s := get(env, SVC, "DPUService", "dd-hbn")) and
+                           s["spec"]["interfaces"] == ["dd-hbn-p0-if"] and s, 10, "service interfaces")  # fmt: skip
+    assert svc is not None
+
+    wrong = template()
+    wrong["metadata"]["name"] = "other-t"
+    wrong["spec"]["deploymentServiceName"] = "doca-telemetry"
+    dd = deployment()
+    dd["spec"]["services"]["hbn"]["serviceTemplate"] = "other-t"
+    await apply_all(env, wrong, dd)
+    got = await eventually(lambda: condition(env, "PrerequisitesReady").get("status") == "False"
+                           and condition(env, "PrerequisitesReady"), 10, "PrerequisitesReady False")  # fmt: skip
+    assert got["message"] == (
+        f"Error occurred: service in DPUServiceTemplate {NS}/other-t doesn't match requested service in "
+        "DPUDeployment ('doca-telemetry' is not 'hbn')"
+    )
