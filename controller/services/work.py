@@ -27,8 +27,8 @@ from pydantic import ValidationError
 
 from controller.chains.setobjects import merge_patch_to
 from controller.chains.status import status_patch
-from controller.dpucluster import DpuClusterError, DpuClusters
-from controller.dpucluster.kubeconfig import KubeconfigError, parse_admin_secret
+from controller.dpucluster import DpuClusters
+from controller.dpucluster.kubeconfig import parse_admin_secret
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.informer import EventType, Informer
 from controller.kube.objects import (
@@ -242,7 +242,7 @@ class ServiceWork:
         """Await one prerequisite, collecting what went wrong (DPF aggregates them)."""
         try:
             await step
-        except (ApiError, DpuClusterError, KubeconfigError, argocd.KubeconfigProblem, OSError, TimeoutError) as exc:
+        except Exception as exc:  # ApiError, DpuClusterError, kubeconfig problems, connection errors: retried
             errors.append(f"{what}: {exc}")
 
     async def _prereqs(self, service: Obj, operator: Obj) -> list[str]:
@@ -366,11 +366,10 @@ class ServiceWork:
     async def _delete(self, obj: Obj, key: ObjKey) -> Result:
         if FINALIZER_DPUSERVICE not in finalizers_of(obj):
             return DONE
-        selector = f"{DPUSERVICE_NAME}={key.name},{DPUSERVICE_NAMESPACE}={key.namespace}"
-        apps, _ = await self.client.list(APPLICATIONS, None, label_selector=selector)
+        apps = await self._list_apps(key)
         for app in apps:
             await self._delete_application(app)
-        apps, _ = await self.client.list(APPLICATIONS, None, label_selector=selector)
+        apps = await self._list_apps(key)
         if apps:
             waiting = ", ".join(f"{namespace_of(a)}/{name_of(a)}.{APPLICATIONS.group}" for a in apps)
             message = f"The following applications are awaiting deletion: {waiting}"
@@ -391,6 +390,17 @@ class ServiceWork:
                 raise
         log.info("Applications gone; finalizer removed", extra={"object": describe(KIND, key)})
         return DONE
+
+    async def _list_apps(self, key: ObjKey) -> list[Obj]:
+        """The DPUService's Applications, read from the API (not the cache) before letting it go."""
+        selector = f"{DPUSERVICE_NAME}={key.name},{DPUSERVICE_NAMESPACE}={key.namespace}"
+        try:
+            apps, _ = await self.client.list(APPLICATIONS, None, label_selector=selector)
+        except ApiError as exc:
+            if exc.not_found:
+                return []  # ArgoCD's CRD is not installed: there can be no Application
+            raise
+        return apps
 
     async def _remove_pull_secrets(self, namespace: str) -> None:
         """The namespace's last DPUService is going: its mirrored pull Secrets leave every DPU cluster."""

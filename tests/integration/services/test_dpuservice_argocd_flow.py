@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from conftest import ARGO, OP_NS, SVC, ServiceEnv, env, in_cluster, operator_config
+from services_harness import ARGO, OP_NS, SVC, ServiceEnv, env, in_cluster, operator_config
 
 from tests.waiting import eventually
 
@@ -231,3 +231,16 @@ async def test_deploy_in_cluster_problems_and_operator_config(env: ServiceEnv) -
     assert cond["message"] == "Unable to reconcile interfaces for wrong service definition in DPUServiceInterface p1"
     assert env.condition("needs-p1", TENANT, "Ready")["status"] == "False"
     assert env.app("dc1-needs-p1") is None
+
+    # A DPUCluster whose admin kubeconfig cannot be read stops the prerequisites, saying which and why (as DPF).
+    await host.apply_object({"apiVersion": "provisioning.dpu.nvidia.com/v1alpha1", "kind": "DPUCluster",
+                             "metadata": {"name": "broken", "namespace": OP_NS},
+                             "spec": {"type": "static", "version": "v1.30.0", "kubeconfig": "no-such-secret"}})  # fmt: skip
+
+    def prereqs_failed() -> dict[str, Any]:
+        c = env.condition("hostsvc", TENANT, "ApplicationPrereqsReconciled")
+        return c if c.get("status") == "False" else {}
+
+    failed = await eventually(prereqs_failed, 10, "prerequisites failing on the broken cluster")
+    assert "ArgoSecrets: cluster broken" in failed["message"] and "no-such-secret" in failed["message"]
+    assert env.condition("hostsvc", TENANT, "Ready")["status"] == "False"
