@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Env
+from dpudeployment_harness import Env, env
 
 from tests.waiting import eventually
+
+__all__ = ["env"]  # the fixture
 
 NS = "dpf-operator-system"
 SVC = "svc.dpu.nvidia.com/v1alpha1"
