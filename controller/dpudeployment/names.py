@@ -9,10 +9,10 @@ from typing import Any, Final
 from controller.chains.family import DPUSERVICECHAINS, DPUSERVICEINTERFACES, SVC_GROUP
 from controller.kube.objects import ObjKey
 from controller.kube.resources import BFBS, DPUFLAVORS, DPUSETS, ResourceType
+from controller.services.resources import DPUSERVICES as DPUSERVICES  # re-exported: one definition
 from dpfd.api.wellknown import INTERFACE_LABEL, OWNED_BY_DPUDEPLOYMENT, SERVICE_ID_LABEL
 
 DPUDEPLOYMENTS = ResourceType(SVC_GROUP, "v1alpha1", "dpudeployments", "DPUDeployment", namespaced=True)
-DPUSERVICES = ResourceType(SVC_GROUP, "v1alpha1", "dpuservices", "DPUService", namespaced=True)
 DPUSERVICETEMPLATES = ResourceType(SVC_GROUP, "v1alpha1", "dpuservicetemplates", "DPUServiceTemplate", namespaced=True)
 DPUSERVICECONFIGURATIONS = ResourceType(
     SVC_GROUP, "v1alpha1", "dpuserviceconfigurations", "DPUServiceConfiguration", namespaced=True
