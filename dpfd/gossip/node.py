@@ -90,8 +90,7 @@ class GossipNode:
         self._suspicion_timers: dict[str, Timer] = {}
         self._ticks: dict[str, Timer] = {}
         self._running = False
-        # Byte costs for packing broadcasts: the seal around a packet, and what each extra message adds to a compound.
-        self._seal_overhead = SEAL_OVERHEAD
+        # What each extra message adds to a compound packet (beyond its own bytes) when packing broadcasts.
         self._per_message_overhead = wire.packet_overhead(2) - wire.packet_overhead(1)
 
     # --- lifecycle ---------------------------------------------------------------------------------------------------
@@ -465,7 +464,7 @@ class GossipNode:
     def _piggyback(self, msgs: list[PacketMessage]) -> list[bytes]:
         """``msgs`` encoded, plus as many pending broadcasts as fit in one datagram of ``udp_buffer_size``."""
         encoded = [wire.encode_message(m) for m in msgs]
-        budget = self.config.udp_buffer_size - self._seal_overhead - wire.packet_overhead(len(encoded) + 1)
+        budget = self.config.udp_buffer_size - SEAL_OVERHEAD - wire.packet_overhead(len(encoded) + 1)
         budget -= sum(len(e) for e in encoded)
         extra = self.queue.get(self._per_message_overhead, budget, self.estimated_size())
         return encoded + cast(list[bytes], extra)
