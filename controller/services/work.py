@@ -222,7 +222,11 @@ class ServiceWork:
 
     # -- interfaces ---------------------------------------------------------------------------------
     async def _claim_interface(self, service: Obj, name: str) -> None:
-        patch = {"metadata": {"annotations": {CONSUMED_BY_ANNOTATION: name_of(service)}}}
+        """Annotate the DPUServiceInterface as this DPUService's, guarded by the resourceVersion it was checked at
+        (two DPUServices claiming it at once: one conflicts, and then finds it taken)."""
+        dsi = self.interfaces.get(namespace_of(service), name) or {}
+        md = {"annotations": {CONSUMED_BY_ANNOTATION: name_of(service)}, "resourceVersion": resource_version_of(dsi)}
+        patch = {"metadata": md}
         await self.client.patch_no_result(self.interfaces.resource, namespace_of(service), name, patch)
 
     async def _release_interfaces(self, service: Obj) -> None:

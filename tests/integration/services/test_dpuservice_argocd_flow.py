@@ -244,3 +244,28 @@ async def test_deploy_in_cluster_problems_and_operator_config(env: ServiceEnv) -
     failed = await eventually(prereqs_failed, 10, "prerequisites failing on the broken cluster")
     assert "ArgoSecrets: cluster broken" in failed["message"] and "no-such-secret" in failed["message"]
     assert env.condition("hostsvc", TENANT, "Ready")["status"] == "False"
+
+
+async def test_an_interface_serves_one_dpuservice(env: ServiceEnv) -> None:
+    host = env.host
+    await host.apply_object(NAMESPACE)
+    await host.apply_object(operator_config())
+    await host.apply_object(service_interface())
+    await host.apply_object(dpuservice("first"))
+    await host.apply_object(dpuservice("second"))
+
+    def verdicts() -> dict[str, str] | None:
+        got = {
+            n: env.condition(n, TENANT, "DPUServiceInterfaceReconciled").get("status", "") for n in ("first", "second")
+        }
+        return got if sorted(got.values()) == ["False", "True"] else None
+
+    got = await eventually(verdicts, 10, "one DPUService holding p0, the other refused")
+    winner, loser = sorted(got, key=lambda n: got[n] != "True")
+    dsi = host.get_object(SVC, "DPUServiceInterface", "p0", TENANT)
+    assert dsi is not None and dsi["metadata"]["annotations"]["dpu.nvidia.com/consumed-by"] == winner
+    refused = env.condition(loser, TENANT, "DPUServiceInterfaceReconciled")
+    assert (
+        refused["message"]
+        == "Unable to reconcile interfaces for dpuServiceInterface p0 is in use by another DPUService"
+    )
