@@ -54,6 +54,7 @@ from controller.kube.objects import (
     is_deleting,
     key_of,
     meta,
+    uid_of,
 )
 from controller.queue import DONE, Result, WorkQueue, run_workers
 from controller.reconcilers.provisioning import status_only_change
@@ -164,6 +165,7 @@ class CredentialWork:
         self.queue: WorkQueue[ObjKey] = WorkQueue(KIND)
         self.workers = workers
         self.tokens_issued = 0
+        self._written: dict[ObjKey, tuple[str, dict[str, Any]]] = {}  # per request: (uid, status fields)
 
     # -- targets ------------------------------------------------------------------------------------
     async def _cluster_target(self, key: ObjKey) -> Target | None:
@@ -208,14 +210,14 @@ class CredentialWork:
     async def reconcile(self, key: ObjKey) -> Result:
         obj = self.informer.get(key.namespace, key.name)
         if obj is None:
+            self._written.pop(key, None)
             return DONE
         if is_deleting(obj):
             return await self._finish_deletion(obj, key)
         if FINALIZER not in finalizers_of(obj):
             obj = await self.client.patch(CREDENTIAL_REQUESTS, key.namespace, key.name,
                                           finalizer_patch(obj, [*finalizers_of(obj), FINALIZER]))  # fmt: skip
-        current = obj.get("status") or {}
-        p = Pass(obj, obj.get("spec") or {}, {k: current.get(k) for k in STATUS_FIELDS})
+        p = Pass(obj, obj.get("spec") or {}, self._status_fields(obj, key))
         try:
             token = await self._reconcile_service_account(p, key)
         except ReconcileError as e:
@@ -417,8 +419,7 @@ class CredentialWork:
     async def _finish_deletion(self, obj: Obj, key: ObjKey) -> Result:
         if FINALIZER not in finalizers_of(obj):
             return DONE
-        current = obj.get("status") or {}
-        p = Pass(obj, obj.get("spec") or {}, {k: current.get(k) for k in STATUS_FIELDS})
+        p = Pass(obj, obj.get("spec") or {}, self._status_fields(obj, key))
         if p.status["serviceAccount"] is not None:
             await self._delete_service_account(p, key)
         await self._delete_secret(p)
@@ -431,10 +432,25 @@ class CredentialWork:
         log.info("ServiceAccount and Secret deleted; finalizer removed", extra={"object": describe(KIND, key)})
         return DONE
 
+    def _status_fields(self, obj: Obj, key: ObjKey) -> dict[str, Any]:
+        """The status fields this family keeps: as last written here for this incarnation, else as cached. Only
+        this controller writes them, and the cache may not have caught up with its last write (renewing again on
+        a stale cache would issue a second token)."""
+        written = self._written.get(key)
+        if written is not None and written[0] == uid_of(obj):
+            return dict(written[1])
+        current = obj.get("status") or {}
+        return {k: current.get(k) for k in STATUS_FIELDS}
+
     async def _write_status(self, p: Pass, key: ObjKey) -> None:
         wanted = status_patch(p.obj, p.conditions, dict(p.status))
-        if wanted is not None:
-            await self.client.patch_status(CREDENTIAL_REQUESTS, key.namespace, key.name, wanted)
+        gone = wanted is not None and not await self.client.patch_status(
+            CREDENTIAL_REQUESTS, key.namespace, key.name, wanted
+        )
+        if gone:
+            self._written.pop(key, None)
+            return
+        self._written[key] = (uid_of(p.obj), dict(p.status))
 
     # -- cache events -------------------------------------------------------------------------------
     def on_object(self, event: EventType, obj: Obj, old: Obj | None) -> None:
