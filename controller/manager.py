@@ -20,11 +20,13 @@ from controller.chains.family import DPUSERVICECHAINS, DPUSERVICEINTERFACES
 from controller.chains.fanout import FanoutDeps
 from controller.chains.work import ChainWork
 from controller.dpucluster import DpuClusters
+from controller.dpudeployment.names import DPUDEPLOYMENTS, DPUSERVICECONFIGURATIONS, DPUSERVICETEMPLATES
+from controller.dpudeployment.work import DeploymentInformers, DpuDeploymentWork
 from controller.ipam.selection import DPUSERVICEIPAMS
 from controller.ipam.work import IpamWork
 from controller.kube.client import KubeClient
 from controller.kube.events import EventRecorder
-from controller.kube.informer import EventType, Informer
+from controller.kube.informer import EventType, Handler, Informer
 from controller.kube.objects import Obj, ObjKey, key_of, name_of
 from controller.kube.resources import BFBS, DPUCLUSTERS, DPUFLAVORS, DPUS, DPUSETS, NODES
 from controller.leader import Term
@@ -36,6 +38,8 @@ from controller.reconcilers.context_work import ContextDeps, ContextWork, index_
 from controller.reconcilers.dpu_intent import dpu_ref
 from controller.reconcilers.provisioning import ProvisioningDeps, ProvisioningReconcilers, index_dpus
 from controller.reports import ReportCache
+from controller.services.resources import APPLICATIONS, DPFOPERATORCONFIGS, DPUSERVICES
+from controller.services.work import ServiceWork
 from controller.status import StatusTarget, StatusWriter, dpu_node, dpu_status
 from dpfd.api.intents import ObjectRef, Report
 from dpfd.gossip.agent import GossipAgent
@@ -69,10 +73,14 @@ class _LeaderWork:
         publisher: IntentPublisher,
         chains: ChainWork,
         ipam: IpamWork,
+        services: ServiceWork,
+        deployments: DpuDeploymentWork,
     ) -> None:
         self.provisioning = provisioning
         self.chains = chains
         self.ipam = ipam
+        self.services = services
+        self.deployments = deployments
         self.context = context
         self.status = status
         self.publisher = publisher
@@ -102,6 +110,13 @@ class Controller:
         self.service_interfaces = Informer(kube, DPUSERVICEINTERFACES, resync_period=resync)
         self.service_chains = Informer(kube, DPUSERVICECHAINS, resync_period=resync)
         self.service_ipams = Informer(kube, DPUSERVICEIPAMS, resync_period=resync)
+        self.dpuservices = Informer(kube, DPUSERVICES, resync_period=resync)
+        self.operator_configs = Informer(kube, DPFOPERATORCONFIGS, resync_period=resync)
+        self.deployments = Informer(kube, DPUDEPLOYMENTS, resync_period=resync)
+        self.service_templates = Informer(kube, DPUSERVICETEMPLATES, resync_period=resync)
+        self.service_configurations = Informer(kube, DPUSERVICECONFIGURATIONS, resync_period=resync)
+        # ArgoCD's Applications: only where ArgoCD is installed, so the caches' sync does not wait for them.
+        self.applications = Informer(kube, APPLICATIONS, resync_period=resync)
         index_dpus(self.dpus)
         index_context_users(self.dpus, self.dpusets)
         self.cluster_access = cluster_access
@@ -144,6 +159,9 @@ class Controller:
             tg.create_task(self.service_interfaces.run(), name="informer-dpuserviceinterfaces")
             tg.create_task(self.service_chains.run(), name="informer-dpuservicechains")
             tg.create_task(self.service_ipams.run(), name="informer-dpuserviceipams")
+            for informer in self._service_informers():
+                tg.create_task(informer.run(), name=f"informer-{informer.resource.plural}")
+            tg.create_task(self.applications.run(), name="informer-applications")
             tg.create_task(self.reports.run(), name="reports")
             tg.create_task(self.members.run(), name="members")
             if self.events is not None:
@@ -162,8 +180,18 @@ class Controller:
             self.service_interfaces.synced,
             self.service_chains.synced,
             self.service_ipams.synced,
+            *(informer.synced for informer in self._service_informers()),
             self.reports.synced,
             self.members.synced,
+        ]
+
+    def _service_informers(self) -> list[Informer]:
+        return [
+            self.dpuservices,
+            self.operator_configs,
+            self.deployments,
+            self.service_templates,
+            self.service_configurations,
         ]
 
     def is_synced(self) -> bool:
@@ -248,10 +276,41 @@ class Controller:
             self.cluster_access,
             workers=max(1, self.options.workers // 4),
         )
-        work = self.work = _LeaderWork(provisioning, context, status, publisher, chains, ipam)
+        services = ServiceWork(
+            self.kube,
+            self.dpuservices,
+            self.applications,
+            self.clusters,
+            self.service_interfaces,
+            self.operator_configs,
+            self.cluster_access,
+            workers=max(1, self.options.workers // 4),
+        )
+        deployments = DpuDeploymentWork(
+            self.kube,
+            DeploymentInformers(
+                deployments=self.deployments,
+                templates=self.service_templates,
+                configurations=self.service_configurations,
+                bfbs=self.bfbs,
+                flavors=self.flavors,
+                dpusets=self.dpusets,
+                services=self.dpuservices,
+                interfaces=self.service_interfaces,
+                chains=self.service_chains,
+            ),
+            workers=max(1, self.options.workers // 4),
+        )
+        # The services families take their cache events through handlers registered for this term only.
+        term_handlers: list[tuple[Informer, Handler]] = services.handlers() + deployments.handlers()
+        for informer, handler in term_handlers:
+            informer.add_handler(handler)
+        work = self.work = _LeaderWork(provisioning, context, status, publisher, chains, ipam, services, deployments)
         provisioning.enqueue_all()
         chains.enqueue_all()
         ipam.enqueue_all()
+        services.enqueue_all()
+        deployments.enqueue_all()
         context.enqueue_all()
         status.enqueue_all()
         log.info(
@@ -270,6 +329,8 @@ class Controller:
                 tg.create_task(status.run(), name="status")
                 tg.create_task(chains.run(), name="chains")
                 tg.create_task(ipam.run(), name="ipam")
+                tg.create_task(services.run(), name="dpuservices")
+                tg.create_task(deployments.run(), name="dpudeployments")
                 tg.create_task(self._watch_publisher(publisher), name="publisher-guard")
         finally:
             self.work = None
@@ -277,6 +338,10 @@ class Controller:
             context.shut_down()
             chains.shut_down()
             ipam.shut_down()
+            services.shut_down()
+            deployments.shut_down()
+            for informer, handler in term_handlers:
+                informer.remove_handler(handler)
             status.queue.shut_down()
             try:
                 await publisher.stop(flush=term.graceful)

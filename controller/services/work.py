@@ -30,7 +30,7 @@ from controller.chains.status import status_patch
 from controller.dpucluster import DpuClusters
 from controller.dpucluster.kubeconfig import parse_admin_secret
 from controller.kube.client import ApiError, KubeClient
-from controller.kube.informer import EventType, Informer
+from controller.kube.informer import EventType, Handler, Informer
 from controller.kube.objects import (
     Obj,
     ObjKey,
@@ -454,6 +454,16 @@ class ServiceWork:
 
     def on_operator_config(self, event: EventType, obj: Obj, old: Obj | None) -> None:
         self.enqueue_all()
+
+    def handlers(self) -> list[tuple[Informer, Handler]]:
+        """Which cache feeds which handler (what the manager forwards while this term leads)."""
+        return [
+            (self.services, self.on_service),
+            (self.applications, self.on_application),
+            (self.clusters, self.on_cluster),
+            (self.interfaces, self.on_interface),
+            (self.operator_configs, self.on_operator_config),
+        ]
 
     def enqueue_all(self) -> None:
         for key in self.services.list_keys():
