@@ -13,7 +13,7 @@ import aiohttp
 import yaml
 from conftest import NS, Env, Kubectl, condition, credential_request, secret_values
 
-from controller.credentials.work import parse_time
+from controller.credentials.refs import parse_time
 from dpfd.sim.kubeapi import KubeApiServer
 from tests.waiting import eventually
 

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from conftest import NS, Env, FakeClock, credential_request, secret_values
 
-from controller.credentials.work import parse_time
+from controller.credentials.refs import parse_time
 from controller.kube.objects import ObjKey
 from tests.waiting import eventually
 

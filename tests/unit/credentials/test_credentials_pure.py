@@ -11,9 +11,9 @@ import yaml
 
 from controller.credentials.access import AccessError, ClusterAccess, host_access_from_kubeconfig
 from controller.credentials.conditions import error, status_patch, summary, true
+from controller.credentials.refs import duration_seconds, ref_string, split_ref
 from controller.credentials.rotation import MAX_TTL, next_refresh, requires_refresh
 from controller.credentials.secretdata import has_keys_of, kubeconfig_data, secret_data, token_file_data
-from controller.credentials.work import duration_seconds, ref_string, split_ref
 from controller.kube.objects import ObjKey
 
 ISSUED = 1_700_000_000.0
