@@ -133,9 +133,9 @@ def kubectl(tmp_path: Path) -> Kubectl:
     return run
 
 
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    host = KubeApiServer(tls=ensure_tls(tmp_path / "host-pki"), bookmark_interval=0.2)
+@contextlib.asynccontextmanager
+async def running_env(tmp_path: Path, *, host_tls: bool) -> AsyncIterator[Env]:
+    host = KubeApiServer(tls=ensure_tls(tmp_path / "host-pki") if host_tls else None, bookmark_interval=0.2)
     dpu = KubeApiServer(tls=ensure_tls(tmp_path / "dpu-pki"), bookmark_interval=0.2)
     await host.start()
     await dpu.start()
@@ -156,16 +156,32 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     clusters.add_handler(on_cluster)  # as the manager keeps DPU-cluster access
     e = Env(host, dpu, host_conf, client, access, requests, clusters, tmp_path)
     e.tasks += [asyncio.create_task(requests.run()), asyncio.create_task(clusters.run())]
-    await requests.wait_synced()
-    await clusters.wait_synced()
-    yield e
-    for work in e.works:
-        work.shut_down()
-    for task in e.tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await access.close()
-    await client.close()
-    await dpu.stop()
-    await host.stop()
+    try:
+        await requests.wait_synced()
+        await clusters.wait_synced()
+        yield e
+    finally:
+        for work in e.works:
+            work.shut_down()
+        for task in e.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await access.close()
+        await client.close()
+        await dpu.stop()
+        await host.stop()
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    """The host API over TLS, as a real cluster (tokens checked)."""
+    async with running_env(tmp_path, host_tls=True) as e:
+        yield e
+
+
+@pytest.fixture
+async def plain_env(tmp_path: Path) -> AsyncIterator[Env]:
+    """The host API over plain HTTP, as dpf-sim runs it."""
+    async with running_env(tmp_path, host_tls=False) as e:
+        yield e

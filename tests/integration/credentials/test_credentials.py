@@ -189,3 +189,25 @@ async def test_deletion_goes_through_when_the_dpu_cluster_is_gone(env: Env) -> N
     await env.host.delete_object("svc.dpu.nvidia.com/v1alpha1", "DPUServiceCredentialRequest", "ovn", NS)
     await eventually(lambda: env.request("ovn") is None, 10, "the request gone")
     assert env.secret("ovn-dpu-credentials") is None
+
+
+async def test_plain_http_host_as_dpf_sim_runs_it(plain_env: Env, kubectl: Kubectl) -> None:
+    env = plain_env
+    env.start(env.make_work())
+    await env.host.apply_object(credential_request("ovn", kind="tokenFile"))
+    await eventually(lambda: ready(env, "ovn"), 10, "the request Ready")
+    values = secret_values(env.secret("ovn-dpu-credentials"))
+    host, port = env.host.url.removeprefix("http://").split(":")
+    assert (values["KUBERNETES_SERVICE_HOST"], values["KUBERNETES_SERVICE_PORT"]) == (host, port)
+    assert values["KUBERNETES_CA_DATA"] == ""  # no CA to hand out
+    assert values["TOKEN_FILE"].count(".") == 2
+
+    await env.host.apply_object(credential_request("ovn", kind="kubeconfig"))  # a change of type: a new token
+    config_text = (await eventually(lambda: secret_values(env.secret("ovn-dpu-credentials")).get("kubeconfig"), 10,
+                                    "the kubeconfig"))  # fmt: skip
+    assert sorted(secret_values(env.secret("ovn-dpu-credentials"))) == ["kubeconfig"]
+    path = env.tmp / "plain.conf"
+    path.write_text(config_text)
+    rc, out, err = await kubectl(path, "get", "secrets", "-o", "name")
+    assert rc == 0, err
+    assert "secret/ovn-dpu-credentials" in out
