@@ -119,10 +119,10 @@ class CredentialReconciler:
         """The ServiceAccount in the target and, when one is due, a new token for it."""
         spec_sa = ref_string(p.spec.get("serviceAccount"))
         spec_target = ref_string(p.spec.get("targetCluster"))
+        target = await self.targets.target(split_ref(spec_target))  # first, as DPF: a bad target changes nothing
         held = p.status["serviceAccount"]
         if held is not None and (held != spec_sa or p.status["targetCluster"] != spec_target):
             await self._delete_service_account(p)
-        target = await self.targets.target(split_ref(spec_target))
         due = await self._token_due(p)
         p.status["serviceAccount"], p.status["targetCluster"] = spec_sa, spec_target
         if not due:

@@ -178,6 +178,17 @@ async def test_missing_cluster_then_retarget_and_renames(env: Env) -> None:
         "the kubeconfig for the new account",
     )
 
+    # a target that does not exist changes nothing: the working account and its Secret stay
+    await env.host.apply_object(credential_request("ovn", secret="renamed", sa="ovn-dpu-2", target="nope"))
+    await eventually(
+        lambda: "DPU cluster nope" in condition(env.request("ovn"), "ServiceAccountReconciled").get("message", ""),
+        10,
+        "the error about the missing DPUCluster",
+    )
+    assert env.host.get_object("v1", "ServiceAccount", "ovn-dpu-2", NS) is not None
+    assert (env.request("ovn") or {})["status"]["serviceAccount"] == f"{NS}/ovn-dpu-2"
+    assert "kubeconfig" in secret_values(env.secret("renamed"))
+
 
 async def test_deletion_goes_through_when_the_dpu_cluster_is_gone(env: Env) -> None:
     await env.add_dpu_cluster()
