@@ -232,3 +232,27 @@ async def test_plain_http_server_serves_token_requests_too(kubeapi: KubeApiServe
         kubeapi, None, "POST", "/api/v1/namespaces/default/serviceaccounts/svc/token", None, {"spec": {}}
     )
     assert status == 201 and answer["status"]["token"].count(".") == 2
+
+
+async def test_kubectl_create_token_bound_to_a_secret_with_an_audience(
+    tls_server: KubeApiServer, admin_conf: Path, tmp_path: Path
+) -> None:
+    await tls_server.apply_object(service_account("svc"))
+    secret = await tls_server.apply_object(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "anchor", "namespace": "default"}}
+    )
+    made = await run_kubectl(
+        tmp_path, admin_conf, "create", "token", "svc", "--duration=15m", "--audience=vault",
+        "--audience=https://kubernetes.default.svc.cluster.local", "--bound-object-kind=Secret",
+        "--bound-object-name=anchor", f"--bound-object-uid={secret['metadata']['uid']}",
+    )  # fmt: skip
+    assert made.rc == 0, made.err
+    c = claims(made.out.strip())
+    assert c["aud"] == ["vault", "https://kubernetes.default.svc.cluster.local"]
+    assert c["exp"] - c["iat"] == 900
+    assert c["kubernetes.io"]["secret"] == {"name": "anchor", "uid": secret["metadata"]["uid"]}
+    wrong = await run_kubectl(
+        tmp_path, admin_conf, "create", "token", "svc", "--bound-object-kind=Secret", "--bound-object-name=anchor",
+        "--bound-object-uid=0000",
+    )  # fmt: skip
+    assert wrong.rc != 0 and "does not match the UID in record" in wrong.err
