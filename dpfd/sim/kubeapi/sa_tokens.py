@@ -184,7 +184,10 @@ class ServiceAccountTokens:
     # -- checking -----------------------------------------------------------------------------------
     def verify(self, token: str) -> tuple[str, str, str]:
         """(namespace, name, uid) of the ServiceAccount the token speaks for; raises InvalidToken."""
-        header, payload, signature = token.split(".")
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise InvalidToken("not a JWT")
+        header, payload, signature = parts
         expected = hmac.new(self.key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
         try:
             if not hmac.compare_digest(_unb64(signature), expected):
