@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import yaml
-from conftest import NS, Env, Kubectl, condition, credential_request, secret_values
+from credentials_harness import NS, Env, Kubectl, condition, credential_request, secret_values
 
 from controller.credentials.refs import parse_time
 from dpfd.sim.kubeapi import KubeApiServer

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import yaml
-from conftest import NS, Env, FakeClock, credential_request, secret_values
+from credentials_harness import NS, Env, FakeClock, credential_request, secret_values
 
 from controller.credentials.refs import parse_time
 from controller.kube.objects import ObjKey

@@ -10,16 +10,23 @@ import json
 import os
 import ssl
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import yaml
-from conftest import Result
 
 from dpfd.sim.kubeapi import KubeApiServer
 from dpfd.sim.kubeapi.tls import ServerTls, ensure_tls
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
 
 
 @pytest.fixture
