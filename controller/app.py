@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import uvloop
 
+from controller.credentials.access import AccessError, ClusterAccess, host_access_from_kubeconfig
 from controller.dpucluster.clusters import DpuClusters
 from controller.gossip_member import PROFILES, GossipSettingsError, gossip_settings, load_keyring, start_member
 from controller.kube.client import KubeClient
@@ -127,7 +128,14 @@ async def _run_replica(
                 _reload_keys_on_sighup(gossip, cfg.gossip)
             options = cfg.options or ControllerOptions()
             clusters = DpuClusters(kube) if options.dpu_clusters else None
-            controller = Controller(kube, store, cfg.options, cluster_access=clusters, gossip=gossip)
+            controller = Controller(
+                kube,
+                store,
+                cfg.options,
+                cluster_access=clusters,
+                gossip=gossip,
+                host_access=_host_access(cfg.kubeconfig),
+            )
             elector = LeaderElector(store, cfg.identity, ttl=cfg.lease_ttl)
             if metrics is not None:
                 metrics.watch_store(store)
@@ -164,6 +172,15 @@ async def _run_replica(
             await store.close()
     finally:
         await kube.close()
+
+
+def _host_access(kubeconfig: str) -> ClusterAccess | None:
+    """The host cluster as credential Secrets name it; None (logged) when the kubeconfig does not say."""
+    try:
+        return host_access_from_kubeconfig(kubeconfig)
+    except AccessError as e:
+        log.warning("credential requests for the host cluster will fail", extra={"error": str(e)})
+        return None
 
 
 def _reload_keys_on_sighup(gossip: GossipAgent, settings: GossipSettings) -> None:

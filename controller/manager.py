@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from controller.chains.family import DPUSERVICECHAINS, DPUSERVICEINTERFACES
 from controller.chains.fanout import FanoutDeps
 from controller.chains.work import ChainWork
+from controller.credentials.access import ClusterAccess
+from controller.credentials.resources import CREDENTIAL_REQUESTS
+from controller.credentials.work import CredentialWork
 from controller.dpucluster import DpuClusters
 from controller.dpudeployment.names import DPUDEPLOYMENTS, DPUSERVICECONFIGURATIONS, DPUSERVICETEMPLATES
 from controller.dpudeployment.work import DeploymentInformers, DpuDeploymentWork
@@ -75,12 +78,14 @@ class _LeaderWork:
         ipam: IpamWork,
         services: ServiceWork,
         deployments: DpuDeploymentWork,
+        credentials: CredentialWork,
     ) -> None:
         self.provisioning = provisioning
         self.chains = chains
         self.ipam = ipam
         self.services = services
         self.deployments = deployments
+        self.credentials = credentials
         self.context = context
         self.status = status
         self.publisher = publisher
@@ -95,8 +100,10 @@ class Controller:
         *,
         cluster_access: DpuClusters | None = None,
         gossip: GossipAgent | None = None,
+        host_access: ClusterAccess | None = None,
     ) -> None:
-        """``gossip``: this replica's started gossip member, or None when gossip is off."""
+        """``gossip``: this replica's started gossip member, or None when gossip is off. ``host_access``: the host
+        cluster's address and CA, for credential Secrets aimed at it (None: those requests report why they fail)."""
         self.kube = kube
         self.store = store
         self.options = options or ControllerOptions()
@@ -115,6 +122,8 @@ class Controller:
         self.deployments = Informer(kube, DPUDEPLOYMENTS, resync_period=resync)
         self.service_templates = Informer(kube, DPUSERVICETEMPLATES, resync_period=resync)
         self.service_configurations = Informer(kube, DPUSERVICECONFIGURATIONS, resync_period=resync)
+        self.credential_requests = Informer(kube, CREDENTIAL_REQUESTS, resync_period=resync)
+        self.host_access = host_access
         # ArgoCD's Applications: only where ArgoCD is installed, so the caches' sync does not wait for them.
         self.applications = Informer(kube, APPLICATIONS, resync_period=resync)
         index_dpus(self.dpus)
@@ -192,6 +201,7 @@ class Controller:
             self.deployments,
             self.service_templates,
             self.service_configurations,
+            self.credential_requests,
         ]
 
     def is_synced(self) -> bool:
@@ -301,16 +311,29 @@ class Controller:
             ),
             workers=max(1, self.options.workers // 4),
         )
+        credentials = CredentialWork(
+            self.kube,
+            self.credential_requests,
+            self.clusters,
+            self.cluster_access,
+            self.host_access,
+            workers=max(1, self.options.workers // 4),
+        )
         # The services families take their cache events through handlers registered for this term only.
-        term_handlers: list[tuple[Informer, Handler]] = services.handlers() + deployments.handlers()
+        term_handlers: list[tuple[Informer, Handler]] = (
+            services.handlers() + deployments.handlers() + credentials.handlers()
+        )
         for informer, handler in term_handlers:
             informer.add_handler(handler)
-        work = self.work = _LeaderWork(provisioning, context, status, publisher, chains, ipam, services, deployments)
+        work = self.work = _LeaderWork(
+            provisioning, context, status, publisher, chains, ipam, services, deployments, credentials
+        )
         provisioning.enqueue_all()
         chains.enqueue_all()
         ipam.enqueue_all()
         services.enqueue_all()
         deployments.enqueue_all()
+        credentials.enqueue_all()
         context.enqueue_all()
         status.enqueue_all()
         log.info(
@@ -331,6 +354,7 @@ class Controller:
                 tg.create_task(ipam.run(), name="ipam")
                 tg.create_task(services.run(), name="dpuservices")
                 tg.create_task(deployments.run(), name="dpudeployments")
+                tg.create_task(credentials.run(), name="credentials")
                 tg.create_task(self._watch_publisher(publisher), name="publisher-guard")
         finally:
             self.work = None
@@ -340,6 +364,7 @@ class Controller:
             ipam.shut_down()
             services.shut_down()
             deployments.shut_down()
+            credentials.shut_down()
             for informer, handler in term_handlers:
                 informer.remove_handler(handler)
             status.queue.shut_down()

@@ -13,7 +13,7 @@ from controller.credentials.refs import ref_string
 from controller.credentials.targets import Targets
 from controller.dpucluster import DpuClusters
 from controller.kube.client import KubeClient
-from controller.kube.informer import EventType, Informer
+from controller.kube.informer import EventType, Handler, Informer
 from controller.kube.objects import Obj, ObjKey, describe, key_of
 from controller.queue import Result, WorkQueue, run_workers
 from controller.reconcilers.provisioning import status_only_change
@@ -37,6 +37,7 @@ class CredentialWork:
         a target (None: those fail with SecretReconciled False); `clock` and `jitter` (a draw from [0, 1)) drive
         renewal."""
         self.informer = informer
+        self.clusters = clusters
         self.reconciler = CredentialReconciler(
             client, Targets(client, clusters, cluster_access, host_access), clock, jitter
         )
@@ -63,6 +64,10 @@ class CredentialWork:
             wanted = ref_string((request.get("spec") or {}).get("targetCluster"))
             if cluster in (wanted, (request.get("status") or {}).get("targetCluster")):
                 self.queue.add(key_of(request))
+
+    def handlers(self) -> list[tuple[Informer, Handler]]:
+        """Which cache feeds which handler (what the manager forwards while this term leads)."""
+        return [(self.informer, self.on_object), (self.clusters, self.on_cluster)]
 
     def enqueue_all(self) -> None:
         for key in self.informer.list_keys():

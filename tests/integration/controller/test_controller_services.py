@@ -70,3 +70,22 @@ async def test_a_dpudeployment_becomes_its_objects_and_its_dpuservice_is_taken_i
         await wait_until(taken_in_hand, within=20, what="the DPUService's finalizer and conditions")
     finally:
         await replica.stop()
+
+
+async def test_a_credential_request_gets_its_service_account_token_secret(
+    kube: KubeEnv, etcd_endpoints: list[str]
+) -> None:
+    replica = await start_replica(kube, etcd_endpoints)
+    try:
+        await kube.server.apply_object({
+            "apiVersion": SVC, "kind": "DPUServiceCredentialRequest",
+            "metadata": {"name": "ovn", "namespace": NS},
+            "spec": {"serviceAccount": {"name": "ovn-dpu", "namespace": NS}, "type": "tokenFile", "duration": "10m",
+                     "secret": {"name": "ovn-dpu-credentials", "namespace": NS}},
+        })  # fmt: skip
+        secret = await wait_until(lambda: kube.server.get_object("v1", "Secret", "ovn-dpu-credentials", NS),
+                                  within=20, what="the credential Secret")  # fmt: skip
+        assert {"TOKEN_FILE", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"} <= set(secret["data"])
+        assert kube.server.get_object("v1", "ServiceAccount", "ovn-dpu", NS) is not None
+    finally:
+        await replica.stop()
