@@ -30,8 +30,12 @@ from pydantic_core import PydanticUndefined
 from controller import reachability
 from controller.chains import desired as chain_status
 from controller.chains.family import CHAINS, INTERFACES
+from controller.credentials import conditions as cred_conditions
+from controller.credentials import resources as cred
+from controller.dpudeployment import names as dd
 from controller.ipam import selection as ipam_status
 from controller.reconcilers import bfb_status
+from controller.services import status as svc_status
 from dpfd.api import chains, conditions, intents, meta, operator, provisioning, services
 from dpfd.api.base import DPFModel, K8sSchema
 from dpfd.api.crds import type_schema
@@ -271,6 +275,72 @@ CONDITIONS: dict[str, tuple[ConditionDoc, ...]] = {
             _LEADER,
             "the cluster's API server answers the health check",
             ("HealthCheckPassed", "HealthCheckFailed"),
+        ),
+    ),
+    "DPUService": (
+        ConditionDoc(
+            svc_status.READY,
+            _LEADER,
+            "every condition below is True (else the first one that is not)",
+            (
+                svc_status.REASON_SUCCESS,
+                svc_status.REASON_PENDING,
+                svc_status.REASON_ERROR,
+                svc_status.REASON_AWAITING_DELETION,
+            ),
+        ),
+        ConditionDoc(
+            svc_status.PREREQS_RECONCILED,
+            _LEADER,
+            "the DPFOperatorConfig, AppProjects, ArgoCD cluster Secrets, namespaces and pull Secrets are in place",
+            (svc_status.REASON_SUCCESS, svc_status.REASON_ERROR),
+        ),
+        ConditionDoc(
+            svc_status.APPS_RECONCILED,
+            _LEADER,
+            "one ArgoCD Application per DPU cluster is written",
+            (svc_status.REASON_SUCCESS, svc_status.REASON_ERROR, svc_status.REASON_AWAITING_DELETION),
+        ),
+        ConditionDoc(
+            svc_status.APPS_READY,
+            _LEADER,
+            "every Application is Synced and Healthy",
+            (svc_status.REASON_SUCCESS, svc_status.REASON_PENDING),
+        ),
+        ConditionDoc(
+            svc_status.INTERFACES_RECONCILED,
+            _LEADER,
+            "the named DPUServiceInterfaces exist, are of type service and are claimed by this DPUService",
+            (svc_status.REASON_SUCCESS, svc_status.REASON_ERROR),
+        ),
+    ),
+    "DPUDeployment": tuple(
+        ConditionDoc(
+            t,
+            _LEADER,
+            "as DPF: the generated objects' state, the prerequisites and the resource fit",
+            ("Success", "Pending", "Failure", "AwaitingDeletion"),
+        )
+        for t in dd.CONDITION_TYPES
+    ),
+    "DPUServiceCredentialRequest": (
+        ConditionDoc(
+            cred.COND_READY,
+            _LEADER,
+            "the two conditions below are True",
+            (cred_conditions.REASON_SUCCESS, cred_conditions.REASON_PENDING),
+        ),
+        ConditionDoc(
+            cred.COND_SERVICE_ACCOUNT,
+            _LEADER,
+            "the ServiceAccount exists in the target cluster",
+            (cred_conditions.REASON_SUCCESS, cred_conditions.REASON_ERROR),
+        ),
+        ConditionDoc(
+            cred.COND_SECRET,
+            _LEADER,
+            "the Secret holds a token that is not due for renewal",
+            (cred_conditions.REASON_SUCCESS, cred_conditions.REASON_ERROR),
         ),
     ),
     "DPUServiceInterface": _fanout_conditions(INTERFACES.cond_reconciled, INTERFACES.cond_ready, "ServiceInterface"),
