@@ -5,6 +5,9 @@ DPUServiceIPAMs) and the etcd views (reports, members) run on every replica, so 
 that wins the election starts from warm caches. A leadership term builds a fresh IntentPublisher (which
 loads what is in etcd), the provisioning reconcilers, the chaining fan-outs, the DPUServiceIPAM pools, the context work (node effects, BFBs, host discovery,
 DPU cluster answers) and the status writer, enqueues everything once, and runs until the term ends.
+The installation's DPFOperatorConfig shapes that work (controller/operatorconfig/): while it is paused nothing but
+its own status runs, a component it disables leaves the families doing that component's work out, and a change to
+either restarts the term's work in a new generation (a fresh publisher, everything enqueued again).
 With gossip on, every replica's member follows the dpfds too; the leader's status writer turns what it sees into
 the DPUs' reachability conditions (reachability.py).
 """
@@ -13,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from controller.chains.family import DPUSERVICECHAINS, DPUSERVICEINTERFACES
 from controller.chains.fanout import FanoutDeps
@@ -35,6 +39,12 @@ from controller.kube.resources import BFBS, DPUCLUSTERS, DPUFLAVORS, DPUS, DPUSE
 from controller.leader import Term
 from controller.members import MembersCache
 from controller.nodeeffect import NodeEffectOptions
+from controller.operatorconfig.context import MtuContext
+from controller.operatorconfig.plan import CHAINS, IPAM, PROVISIONING, Plan, plan_of
+from controller.operatorconfig.plan import CREDENTIALS as CREDENTIALS_FAMILY
+from controller.operatorconfig.plan import DPUDEPLOYMENTS as DPUDEPLOYMENTS_FAMILY
+from controller.operatorconfig.plan import DPUSERVICES as DPUSERVICES_FAMILY
+from controller.operatorconfig.work import OperatorConfigWork
 from controller.publish import FenceLost, IntentPublisher
 from controller.reachability import NAME_INDEX, MemberLedger, affected_dpus, reachability_conditions
 from controller.reconcilers.context_work import ContextDeps, ContextWork, index_context_users
@@ -50,6 +60,10 @@ from dpfd.gossip.view import MemberInfo
 from dpfd.store import Store
 
 log = logging.getLogger(__name__)
+
+
+class PlanChanged(Exception):
+    """The DPFOperatorConfig changed what the leader runs: the current generation of its work ends."""
 
 
 @dataclass
@@ -135,6 +149,9 @@ class Controller:
         self.members = MembersCache(store)
         self.events = EventRecorder(kube) if self.options.events else None
         self.work: _LeaderWork | None = None  # the current term's, while leading
+        self.plan = Plan()  # what the DPFOperatorConfig asks, as the current generation was built
+        self.running_plan: Plan | None = None  # set once a generation's work runs (tests wait on it)
+        self._plan_changed: asyncio.Event | None = None
         # Told a term's work once it has stopped, its counters final (controller.metrics carries them over).
         self.term_ended: list[Callable[[_LeaderWork], None]] = []
         self.nodes.add_handler(self._on_node)
@@ -146,6 +163,7 @@ class Controller:
         self.service_interfaces.add_handler(self._on_service_interface)
         self.service_chains.add_handler(self._on_service_chain)
         self.service_ipams.add_handler(self._on_service_ipam)
+        self.operator_configs.add_handler(self._on_operator_config)
         self.reports.add_handler(self._on_report)
         self.members.add_handler(self._on_member)
         self.gossip = gossip
@@ -213,8 +231,50 @@ class Controller:
 
     # -- leadership -------------------------------------------------------------------------------
     async def lead(self, term: Term) -> None:
-        """Run the leader's work until cancelled (or the publisher is fenced off)."""
+        """Run the leader's work until cancelled (or the publisher is fenced off).
+
+        The DPFOperatorConfig work runs for the whole term. The rest runs in generations: each one builds the
+        families the DPFOperatorConfig's plan leaves on (none while paused) and runs them until the plan changes,
+        then stops them and the next generation starts afresh (a fresh publisher, everything enqueued)."""
         await self.wait_synced()
+        configs = OperatorConfigWork(self.kube, self.operator_configs)
+        self.operator_configs.add_handler(configs.on_config)
+        configs.enqueue_all()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(configs.run(), name="dpfoperatorconfig")
+                tg.create_task(self._run_generations(term), name="leader-generations")
+        finally:
+            self.operator_configs.remove_handler(configs.on_config)
+            configs.shut_down()
+
+    async def _run_generations(self, term: Term) -> None:
+        while True:
+            plan = self.plan = plan_of(self.operator_configs.list())
+            changed = self._plan_changed = asyncio.Event()
+            restart = False
+            try:
+                await self._run_generation(term, plan, changed)
+            except* PlanChanged:
+                restart = True
+            finally:
+                self._plan_changed = None
+                self.running_plan = None
+            if not restart:
+                return
+            log.info("the DPFOperatorConfig changed what runs; restarting the leader's work",
+                     extra={"identity": term.identity})  # fmt: skip
+
+    def _on_operator_config(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        changed = self._plan_changed
+        if changed is not None and plan_of(self.operator_configs.list()) != self.plan:
+            changed.set()
+
+    async def _until_plan_changes(self, changed: asyncio.Event) -> None:
+        await changed.wait()
+        raise PlanChanged()
+
+    async def _run_generation(self, term: Term, plan: Plan, changed: asyncio.Event) -> None:
         publisher = IntentPublisher(self.store, flush_delay=self.options.flush_delay, fence=term.fence)
         await publisher.start()
         context = ContextWork(
@@ -246,7 +306,7 @@ class Controller:
             members=self.members,
             events=self.events,
             api_concurrency=self.options.api_concurrency,
-            context=context,
+            context=MtuContext(context, lambda: plan),
         )
         provisioning = ProvisioningReconcilers(deps, workers=self.options.workers)
         ledger = self.ledger
@@ -319,23 +379,37 @@ class Controller:
             self.host_access,
             workers=max(1, self.options.workers // 4),
         )
-        # The services families take their cache events through handlers registered for this term only.
-        term_handlers: list[tuple[Informer, Handler]] = (
-            services.handlers() + deployments.handlers() + credentials.handlers()
-        )
+        # The services families take their cache events through handlers registered for this generation only.
+        term_handlers: list[tuple[Informer, Handler]] = []
+        for family, family_work in ((DPUSERVICES_FAMILY, services), (DPUDEPLOYMENTS_FAMILY, deployments),
+                                    (CREDENTIALS_FAMILY, credentials)):  # fmt: skip
+            if plan.runs(family):
+                term_handlers += family_work.handlers()
         for informer, handler in term_handlers:
             informer.add_handler(handler)
         work = self.work = _LeaderWork(
             provisioning, context, status, publisher, chains, ipam, services, deployments, credentials
         )
-        provisioning.enqueue_all()
-        chains.enqueue_all()
-        ipam.enqueue_all()
-        services.enqueue_all()
-        deployments.enqueue_all()
-        credentials.enqueue_all()
-        context.enqueue_all()
-        status.enqueue_all()
+        # What this generation runs: the families the plan leaves on, each enqueued in full once.
+        runs: list[tuple[str, Callable[[], None], Callable[[], Coroutine[Any, Any, None]]]] = []
+        if plan.runs(PROVISIONING):
+            runs += [
+                ("provisioning", provisioning.enqueue_all, provisioning.run),
+                ("provisioning-context", context.enqueue_all, context.run),
+                ("status", status.enqueue_all, status.run),
+            ]
+        if plan.runs(CHAINS):
+            runs.append(("chains", chains.enqueue_all, chains.run))
+        if plan.runs(IPAM):
+            runs.append(("ipam", ipam.enqueue_all, ipam.run))
+        if plan.runs(DPUSERVICES_FAMILY):
+            runs.append(("dpuservices", services.enqueue_all, services.run))
+        if plan.runs(DPUDEPLOYMENTS_FAMILY):
+            runs.append(("dpudeployments", deployments.enqueue_all, deployments.run))
+        if plan.runs(CREDENTIALS_FAMILY):
+            runs.append(("credentials", credentials.enqueue_all, credentials.run))
+        for _, enqueue_all, _ in runs:
+            enqueue_all()
         log.info(
             "leading",
             extra={
@@ -343,19 +417,17 @@ class Controller:
                 "dpusets": len(self.dpusets),
                 "dpus": len(self.dpus),
                 "intents": len(publisher.sources()),
+                "paused": plan.paused,
+                "running": [name for name, _, _ in runs],
             },
         )
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(provisioning.run(), name="provisioning")
-                tg.create_task(context.run(), name="provisioning-context")
-                tg.create_task(status.run(), name="status")
-                tg.create_task(chains.run(), name="chains")
-                tg.create_task(ipam.run(), name="ipam")
-                tg.create_task(services.run(), name="dpuservices")
-                tg.create_task(deployments.run(), name="dpudeployments")
-                tg.create_task(credentials.run(), name="credentials")
+                for name, _, run in runs:
+                    tg.create_task(run(), name=name)
                 tg.create_task(self._watch_publisher(publisher), name="publisher-guard")
+                tg.create_task(self._until_plan_changes(changed), name="plan-guard")
+                self.running_plan = plan
         finally:
             self.work = None
             provisioning.shut_down()
@@ -369,7 +441,7 @@ class Controller:
                 informer.remove_handler(handler)
             status.queue.shut_down()
             try:
-                await publisher.stop(flush=term.graceful)
+                await publisher.stop(flush=term.graceful or changed.is_set())
             finally:
                 for listener in self.term_ended:
                     listener(work)

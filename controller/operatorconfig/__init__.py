@@ -1,0 +1,1 @@
+"""The DPFOperatorConfig: which families of this controller run, pause, MTUs and image pull secrets."""

@@ -1,0 +1,124 @@
+"""One leadership term's DPFOperatorConfig work, after DPF's DPFOperatorConfig controller
+(internal/operator/controllers/dpfoperatorconfig_controller.go):
+
+* paused: nothing is touched (the manager stops every other family); Ready says Paused;
+* imagePullSecrets: the listed Secrets of the operator namespace get the label dpu.nvidia.com/image-pull-secret,
+  other labelled Secrets there lose it. The DPUService family mirrors labelled Secrets into every DPU cluster, so the
+  system DPUServices' images can be pulled there;
+* SystemComponentsReconciled/Ready: the families this config leaves on run in this controller (plan.py);
+* status.observedGeneration and the Ready summary.
+
+It runs whatever the plan says: it is how a paused installation is unpaused and shows that it is paused.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from controller.chains.status import status_patch
+from controller.kube.client import ApiError, KubeClient
+from controller.kube.informer import EventType, Informer
+from controller.kube.objects import Obj, ObjKey, describe, key_of, labels_of, name_of
+from controller.operatorconfig import status as st
+from controller.operatorconfig.plan import is_paused, spec_of
+from controller.queue import DONE, Result, WorkQueue, run_workers
+from controller.reconcilers.provisioning import status_only_change
+from controller.services.resources import DPFOPERATORCONFIGS, SECRETS
+from dpfd.api.conditions import Condition
+from dpfd.api.wellknown import IMAGE_PULL_SECRET_LABEL
+
+log = logging.getLogger(__name__)
+KIND = DPFOPERATORCONFIGS.kind
+
+
+def pull_secret_names(config: Obj) -> list[str]:
+    names = spec_of(config).get("imagePullSecrets") or []
+    return sorted({n for n in names if isinstance(n, str) and n})
+
+
+class OperatorConfigWork:
+    """Reconciles the installation's DPFOperatorConfig (informer `configs`, all namespaces)."""
+
+    def __init__(self, client: KubeClient, configs: Informer) -> None:
+        self.client = client
+        self.configs = configs
+        self.queue: WorkQueue[ObjKey] = WorkQueue(KIND)
+        self.status_patches = 0
+
+    async def reconcile(self, key: ObjKey) -> Result:
+        config = self.configs.get(key.namespace, key.name)
+        if config is None or (config.get("metadata") or {}).get("deletionTimestamp"):
+            return DONE
+        count = len(self.configs.list())
+        if count != 1:
+            await self._write_status(config, [st.not_the_only_one(config, count)])
+            return DONE  # another config's deletion enqueues this one again
+        if is_paused(config):
+            await self._write_status(config, [st.paused(config)])
+            log.info("reconciliation is paused", extra={"object": describe(KIND, key)})
+            return DONE
+        conds: list[Condition] = []
+        result = DONE
+        try:
+            await self._label_pull_secrets(config)
+            conds.append(st.cond(config, st.IMAGE_PULL_SECRETS_RECONCILED, True))
+        except ApiError as exc:
+            message = f"ImagePullSecrets must be reconciled for DPF Operator to continue:\n* {exc}"
+            conds.append(st.cond(config, st.IMAGE_PULL_SECRETS_RECONCILED, False, st.REASON_ERROR, message))
+            result = Result(requeue=True)  # a Secret created later is found by the retry
+        conds.append(st.cond(config, st.SYSTEM_COMPONENTS_RECONCILED, True))
+        conds.append(st.cond(config, st.SYSTEM_COMPONENTS_READY, True))
+        await self._write_status(config, [st.summary(config, conds), *conds])
+        return result
+
+    async def _label_pull_secrets(self, config: Obj) -> None:
+        """DPF's reconcileImagePullSecrets: label the listed Secrets, unlabel the others that carry the label."""
+        namespace = key_of(config).namespace
+        wanted = pull_secret_names(config)
+        for name in wanted:
+            secret = await self.client.get(SECRETS, namespace, name)
+            if IMAGE_PULL_SECRET_LABEL not in labels_of(secret):
+                patch = {"metadata": {"labels": {IMAGE_PULL_SECRET_LABEL: ""}}}
+                await self.client.patch_no_result(SECRETS, namespace, name, patch)
+                log.info("labelled an image pull Secret", extra={"object": describe("Secret", key_of(secret))})
+        labelled, _ = await self.client.list(SECRETS, namespace, label_selector=IMAGE_PULL_SECRET_LABEL)
+        for secret in labelled:
+            if name_of(secret) in wanted:
+                continue
+            try:
+                unlabel: dict[str, object] = {"metadata": {"labels": {IMAGE_PULL_SECRET_LABEL: None}}}
+                await self.client.patch_no_result(SECRETS, namespace, name_of(secret), unlabel)
+            except ApiError as exc:
+                if not exc.not_found:
+                    raise
+
+    async def _write_status(self, config: Obj, conditions: Iterable[Condition]) -> None:
+        wanted = status_patch(config, list(conditions))
+        if wanted is None:
+            return
+        key = key_of(config)
+        if await self.client.patch_status(DPFOPERATORCONFIGS, key.namespace, key.name, wanted):
+            self.status_patches += 1
+
+    # -- cache events -------------------------------------------------------------------------------
+    def on_config(self, event: EventType, obj: Obj, old: Obj | None) -> None:
+        if event == "MODIFIED" and status_only_change(old, obj):
+            return  # our own status write
+        self.enqueue_all()  # the count matters to every config
+
+    def enqueue_all(self) -> None:
+        for key in self.configs.list_keys():
+            self.queue.add(key)
+
+    def busy(self) -> bool:
+        return not self.queue.idle()
+
+    async def run(self) -> None:
+        try:
+            await run_workers(self.queue, self.reconcile, 1, lambda k: describe(KIND, k))
+        finally:
+            self.shut_down()
+
+    def shut_down(self) -> None:
+        self.queue.shut_down()
