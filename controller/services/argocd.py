@@ -25,6 +25,7 @@ from controller.services.resources import (
     SECRET_TYPE_CLUSTER,
     SECRET_TYPE_LABEL,
 )
+from controller.services.rollout import budget_of, with_update_strategy
 from dpfd.api.wellknown import (
     DPUCLUSTER_LABEL,
     DPUSERVICE_NAME,
@@ -79,13 +80,19 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any] | None) -> JSON:
 
 
 def helm_values(service: Obj, service_daemonset: Mapping[str, Any] | None) -> JSON:
-    """valuesObject: `serviceDaemonSet` (with the serviceID label) deep-merged with the user's values, which win."""
+    """valuesObject: `serviceDaemonSet` (with the serviceID label, and beyond DPF a RollingUpdate strategy under
+    the DPUService's maxUnavailable budget) deep-merged with the user's values, which win."""
     daemonset = {k: v for k, v in (service_daemonset or {}).items() if v not in (None, {}, [])}
     service_id = spec_of(service).get("serviceID")
     if service_id:
         daemonset["labels"] = {**(daemonset.get("labels") or {}), SERVICE_ID_LABEL: service_id}
     user = (spec_of(service).get("helmChart") or {}).get("values")
-    return deep_merge({"serviceDaemonSet": daemonset}, user if isinstance(user, Mapping) else None)
+    user = user if isinstance(user, Mapping) else None
+    user_daemonset = (user or {}).get("serviceDaemonSet")
+    if not (isinstance(user_daemonset, Mapping) and user_daemonset.get("updateStrategy")):
+        # Beyond DPF: pods replaced DPU by DPU (a user strategy is kept whole, never merged with this one).
+        daemonset = with_update_strategy(daemonset, budget_of(service))
+    return deep_merge({"serviceDaemonSet": daemonset}, user)
 
 
 def application(namespace: str, project: str, service: Obj, values: Mapping[str, Any], cluster: str) -> JSON:

@@ -14,12 +14,16 @@ INTERFACES_RECONCILED: Final = "DPUServiceInterfaceReconciled"
 PREREQS_RECONCILED: Final = "ApplicationPrereqsReconciled"
 APPS_RECONCILED: Final = "ApplicationsReconciled"
 APPS_READY: Final = "ApplicationsReady"
+ROLLOUT_PROGRESSING: Final = "RolloutProgressing"  # beyond DPF: informational, left out of the Ready summary
 OWN_CONDITIONS: Final = (READY, INTERFACES_RECONCILED, PREREQS_RECONCILED, APPS_RECONCILED, APPS_READY)
+INFORMATIONAL: Final = (ROLLOUT_PROGRESSING,)
 
 REASON_SUCCESS: Final = "Success"  # DPF's internal/conditions reasons
 REASON_PENDING: Final = "Pending"
 REASON_ERROR: Final = "Error"
 REASON_AWAITING_DELETION: Final = "AwaitingDeletion"
+REASON_ROLLING_OUT: Final = "RollingOut"  # RolloutProgressing's reasons (ours)
+REASON_COMPLETE: Final = "Complete"
 
 
 def cond(service: Obj, type_: str, ok: bool, reason: str = REASON_SUCCESS, message: str = "") -> Condition:
@@ -57,7 +61,8 @@ def applications_ready(service: Obj, apps: Iterable[Obj], expected: int) -> Cond
 def summary(service: Obj, conditions: Iterable[Condition]) -> Condition:
     """Ready: True when every other condition is; otherwise the first one that is not, by name and message."""
     order = {t: i for i, t in enumerate(OWN_CONDITIONS)}
-    others = sorted((c for c in conditions if c.type != READY), key=lambda c: order.get(c.type, len(order)))
+    skip = (READY, *INFORMATIONAL)
+    others = sorted((c for c in conditions if c.type not in skip), key=lambda c: order.get(c.type, len(order)))
     bad = next((c for c in others if c.status != "True"), None)
     if bad is None:
         return cond(service, READY, True)

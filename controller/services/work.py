@@ -8,6 +8,8 @@ controller (internal/dpuservice/controllers/dpuservice_controller.go, v24.10):
   (and orphans there removed);
 * one Application per DPU cluster `<cluster>-<dpuservice>` (or one to "in-cluster"), stale ones deleted;
   `paused` marks the existing Applications argocd.argoproj.io/skip-reconcile=true and stops there;
+* beyond DPF, a change reaches the existing Applications under a maxUnavailable budget (controller.services.rollout),
+  reported in the RolloutProgressing condition;
 * status: ApplicationsReady from the Applications' Synced+Healthy, and the Ready summary;
 * deletion: the Applications deleted (and unpaused), the finalizer held until they are gone, then the interface
   claims released and, with the namespace's last DPUService, the mirrored pull Secrets removed.
@@ -59,6 +61,7 @@ from controller.services.resources import (
     SECRETS,
     SKIP_RECONCILE,
 )
+from controller.services.rollout import RolloutPlan, budget_of, plan_rollout, rollout_condition
 from controller.services.status import (
     APPS_READY,
     APPS_RECONCILED,
@@ -68,6 +71,7 @@ from controller.services.status import (
     READY,
     REASON_AWAITING_DELETION,
     REASON_ERROR,
+    ROLLOUT_PROGRESSING,
     applications_ready,
     cond,
     pending,
@@ -208,7 +212,8 @@ class ServiceWork:
             return Result(requeue=True)
         conds[PREREQS_RECONCILED] = cond(obj, PREREQS_RECONCILED, True)
         try:
-            stale = await self._applications(obj, key, namespace, argocd.helm_values(obj, plan.service_daemonset))
+            values = argocd.helm_values(obj, plan.service_daemonset)
+            stale, rollout = await self._applications(obj, key, namespace, values)
         except ApiError as exc:
             message = f"Unable to reconcile Applications: {exc}"
             conds[APPS_RECONCILED] = cond(obj, APPS_RECONCILED, False, REASON_ERROR, message)
@@ -218,7 +223,8 @@ class ServiceWork:
             conds[APPS_RECONCILED] = cond(obj, APPS_RECONCILED, False, REASON_ERROR, message)
             return DONE  # their deletion enqueues this DPUService again
         conds[APPS_RECONCILED] = cond(obj, APPS_RECONCILED, True)
-        return DONE
+        conds[ROLLOUT_PROGRESSING] = rollout_condition(obj, rollout)
+        return DONE  # ArgoCD's status updates on the Applications move the rollout on
 
     # -- interfaces ---------------------------------------------------------------------------------
     async def _claim_interface(self, service: Obj, name: str) -> None:
@@ -302,22 +308,39 @@ class ServiceWork:
                 await delete_if_present(dpu, SECRETS, ns, name_of(orphan))
 
     # -- applications -------------------------------------------------------------------------------
-    async def _applications(self, service: Obj, key: ObjKey, namespace: str, values: dict[str, object]) -> list[str]:
-        """Every destination's Application made or updated; others of this DPUService deleted. Returns the stale
-        ones that still exist."""
+    async def _applications(
+        self, service: Obj, key: ObjKey, namespace: str, values: dict[str, object]
+    ) -> tuple[list[str], RolloutPlan]:
+        """Every destination's Application made, or updated as far as the rollout budget allows; others of this
+        DPUService deleted. Returns the stale ones that still exist, and the rollout's state."""
         project = argocd.project_name(service)
-        wanted: set[str] = set()
+        desired: dict[str, Obj] = {}
         for cluster in self._destinations(service):
             app = argocd.application(namespace, project, service, values, cluster)
-            wanted.add(app["metadata"]["name"])
-            await self._ensure_application(app)
+            desired[app["metadata"]["name"]] = app
+        wanted = set(desired)
+        current = await self._current_apps(key, desired)
+        rollout = plan_rollout(current, desired, budget_of(service))
+        for name, app in desired.items():
+            if name in rollout.held:
+                await self._unpause(current.get(name) or {})  # ArgoCD keeps its previous spec running meanwhile
+            else:
+                await self._ensure_application(app)
         stale: list[str] = []
         for app in self._apps_of(key):
             if DPUCLUSTER_LABEL not in labels_of(app) or name_of(app) in wanted:
                 continue  # not one of ours, or one we want
             await self._delete_application(app)
             stale.append(f"{namespace_of(app)}/{name_of(app)}")
-        return stale
+        return stale, rollout
+
+    async def _current_apps(self, key: ObjKey, desired: dict[str, Obj]) -> dict[str, Obj]:
+        """The DPUService's Applications by name. Read from the API when one must change: the rollout's budget
+        must not be spent on a cache that has not yet seen the previous step's updates."""
+        cached = {name_of(a): a for a in self._apps_of(key)}
+        if all(n not in cached or cached[n].get("spec") == d["spec"] for n, d in desired.items()):
+            return cached
+        return {name_of(a): a for a in await self._list_apps(key)}
 
     async def _ensure_application(self, app: Obj) -> None:
         namespace, name = app["metadata"]["namespace"], app["metadata"]["name"]
@@ -339,6 +362,12 @@ class ServiceWork:
         patch["metadata"] = md
         log.info("updating Application", extra={"object": describe("Application", ObjKey(namespace, name))})
         await self.client.patch_no_result(APPLICATIONS, namespace, name, patch)
+
+    async def _unpause(self, app: Obj) -> None:
+        if SKIP_RECONCILE not in annotations_of(app):
+            return
+        patch = {"metadata": {"annotations": {SKIP_RECONCILE: None}, "resourceVersion": resource_version_of(app)}}
+        await self.client.patch_no_result(APPLICATIONS, namespace_of(app), name_of(app), patch)
 
     async def _delete_application(self, app: Obj) -> None:
         """Delete it; a paused one is unpaused first, so ArgoCD can prune what it deployed."""

@@ -18,7 +18,7 @@ import yaml
 from controller.chains.family import DPUSERVICEINTERFACES
 from controller.dpucluster import DpuClusters
 from controller.kube.client import KubeClient
-from controller.kube.informer import Informer
+from controller.kube.informer import Handler, Informer
 from controller.kube.resources import DPUCLUSTERS
 from controller.services.resources import APPLICATIONS, DPFOPERATORCONFIGS, DPUSERVICES, SECRETS
 from controller.services.work import ServiceWork
@@ -34,16 +34,65 @@ SVC = "svc.dpu.nvidia.com/v1alpha1"
 ARGO = "argoproj.io/v1alpha1"
 
 
+def start_work(client: KubeClient, informers: dict[str, Informer], access: DpuClusters) -> ServiceWork:
+    """A ServiceWork on the informers, wired as the manager wires it (each informer's events to its hooks)."""
+    work = ServiceWork(
+        client,
+        informers["dpuservices"],
+        informers["applications"],
+        informers["dpuclusters"],
+        informers["dpuserviceinterfaces"],
+        informers["dpfoperatorconfigs"],
+        access,
+        deletion_poll=30.0,
+    )
+    for plural, hook in _hooks(work).items():
+        informers[plural].add_handler(hook)
+    return work
+
+
+def _hooks(work: ServiceWork) -> dict[str, Handler]:
+    return {"dpuservices": work.on_service, "applications": work.on_application, "dpuclusters": work.on_cluster,
+            "dpuserviceinterfaces": work.on_interface, "dpfoperatorconfigs": work.on_operator_config,
+            "secrets": work.on_secret}  # fmt: skip
+
+
 @dataclass
 class ServiceEnv:
     host: KubeApiServer
     kubeconfig: Path
     dpu: dict[str, KubeApiServer]
     work: ServiceWork
+    client: KubeClient
+    informers: dict[str, Informer]
+    access: DpuClusters
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    work_task: asyncio.Task[None] | None = None
 
-    async def add_cluster(self, name: str) -> None:
-        admin = yaml.safe_dump(self.dpu[name].kubeconfig()).encode()
+    def run_work(self) -> None:
+        self.work.enqueue_all()
+        self.work_task = asyncio.create_task(self.work.run())
+
+    async def stop_work(self) -> None:
+        self.work.shut_down()
+        if self.work_task is not None:
+            self.work_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.work_task
+
+    async def restart_work(self) -> ServiceWork:
+        """A controller restart: the running ServiceWork stops and a fresh one (no memory) takes over."""
+        for plural, hook in _hooks(self.work).items():
+            self.informers[plural].remove_handler(hook)
+        await self.stop_work()
+        self.work = start_work(self.client, self.informers, self.access)
+        self.run_work()
+        return self.work
+
+    async def add_cluster(self, name: str, server: str | None = None) -> None:
+        """A static DPUCluster `name` whose admin kubeconfig reaches the emulated DPU cluster `server` (default:
+        the one named `name`; several DPUClusters may share one)."""
+        admin = yaml.safe_dump(self.dpu[server or name].kubeconfig()).encode()
         await self.host.apply_object(
             {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-admin", "namespace": OP_NS},
              "data": {"admin.conf": base64.b64encode(admin).decode()}}
@@ -67,10 +116,12 @@ class ServiceEnv:
         return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
 
     async def argocd_reports(self, app: str, sync: str, health: str) -> None:
-        """What ArgoCD writes once it synced the Application."""
+        """What ArgoCD writes once it compared the Application's current source with what runs (comparedTo)."""
+        source = ((self.app(app) or {}).get("spec") or {}).get("source")
+        sync_status = {"status": sync, "comparedTo": {"source": source}}
         await self.host.apply_status({"apiVersion": ARGO, "kind": "Application",
                                       "metadata": {"name": app, "namespace": OP_NS},
-                                      "status": {"sync": {"status": sync}, "health": {"status": health}}})  # fmt: skip
+                                      "status": {"sync": sync_status, "health": {"status": health}}})  # fmt: skip
 
     async def argocd_finishes_deletion(self, app: str) -> None:
         """ArgoCD pruned what the Application deployed: it drops its finalizer."""
@@ -108,33 +159,15 @@ async def env(tmp_path: Path) -> AsyncIterator[ServiceEnv]:
     access = DpuClusters(client)
     informers = {rt.plural: Informer(client, rt, resync_period=0)
                  for rt in (DPUSERVICES, APPLICATIONS, DPUCLUSTERS, DPUSERVICEINTERFACES, DPFOPERATORCONFIGS, SECRETS)}  # fmt: skip
-    work = ServiceWork(
-        client,
-        informers["dpuservices"],
-        informers["applications"],
-        informers["dpuclusters"],
-        informers["dpuserviceinterfaces"],
-        informers["dpfoperatorconfigs"],
-        access,
-        deletion_poll=30.0,
-    )
-    # What the manager wires: each informer's events to the work's hooks.
-    informers["dpuservices"].add_handler(work.on_service)
-    informers["applications"].add_handler(work.on_application)
-    informers["dpuclusters"].add_handler(work.on_cluster)
-    informers["dpuserviceinterfaces"].add_handler(work.on_interface)
-    informers["dpfoperatorconfigs"].add_handler(work.on_operator_config)
-    informers["secrets"].add_handler(work.on_secret)
-    e = ServiceEnv(host, kubeconfig, dpu, work)
+    e = ServiceEnv(host, kubeconfig, dpu, start_work(client, informers, access), client, informers, access)
     e.tasks = [asyncio.create_task(i.run()) for i in informers.values()]
     for i in informers.values():
         await asyncio.wait_for(i.wait_synced(), 10)
-    work.enqueue_all()
-    e.tasks.append(asyncio.create_task(work.run()))
+    e.run_work()
     try:
         yield e
     finally:
-        work.shut_down()
+        await e.stop_work()
         for t in e.tasks:
             t.cancel()
         for t in e.tasks:

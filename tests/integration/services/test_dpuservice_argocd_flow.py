@@ -168,11 +168,18 @@ async def test_dpuservice_becomes_dpfs_applications_secrets_and_projects_and_fol
     changed["spec"]["paused"] = False
     await host.apply_object(changed)
 
-    def updated() -> bool:
-        return all("argocd.argoproj.io/skip-reconcile" not in (a["metadata"].get("annotations") or {})
-                   and a["spec"]["source"]["helm"]["valuesObject"]["image"] == {"tag": "v2"} for a in env.apps())  # fmt: skip
+    def unpaused_on_v2() -> list[str]:
+        return [a["metadata"]["name"] for a in env.apps()
+                if "argocd.argoproj.io/skip-reconcile" not in (a["metadata"].get("annotations") or {})
+                and a["spec"]["source"]["helm"]["valuesObject"]["image"] == {"tag": "v2"}]  # fmt: skip
 
-    await eventually(updated, 10, "Applications unpaused and updated")
+    # The change rolls one DPU cluster at a time (the default budget): dc2 waits, unpaused, for dc1 to be healthy.
+    assert await eventually(unpaused_on_v2, 10, "dc1 unpaused and updated") == ["dc1-dummy"]
+    await eventually(lambda: "argocd.argoproj.io/skip-reconcile" not in (env.app("dc2-dummy") or {})
+                     .get("metadata", {}).get("annotations", {}), 10, "dc2 unpaused on its previous spec")  # fmt: skip
+    assert unpaused_on_v2() == ["dc1-dummy"]
+    await env.argocd_reports("dc1-dummy", "Synced", "Healthy")
+    await eventually(lambda: len(unpaused_on_v2()) == 2, 10, "dc2 updated after dc1 is healthy")
 
     # A DPUCluster that goes takes its Application with it (ArgoCD finishes the deletion).
     await host.delete_object("provisioning.dpu.nvidia.com/v1alpha1", "DPUCluster", "dc2", OP_NS)

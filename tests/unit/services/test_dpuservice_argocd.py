@@ -101,9 +101,10 @@ def test_values_merge_service_daemonset_and_service_id_under_the_users_values() 
     assert helm_values(svc, None)["serviceDaemonSet"]["labels"] == {"svc.dpu.nvidia.com/service": "mine"}
 
 
-def test_values_without_service_id_or_daemonset_are_an_empty_daemonset() -> None:
-    assert helm_values(dpuservice(), None) == {"serviceDaemonSet": {}}
-    assert helm_values(dpuservice(), {"annotations": {}}) == {"serviceDaemonSet": {}}  # omitempty
+def test_values_without_service_id_or_daemonset_hold_only_the_rolling_update_strategy() -> None:
+    rolling = {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}}  # beyond DPF
+    assert helm_values(dpuservice(), None) == {"serviceDaemonSet": rolling}
+    assert helm_values(dpuservice(), {"annotations": {}}) == {"serviceDaemonSet": rolling}  # omitempty
 
 
 def test_deep_merge_replaces_lists_and_scalars_and_does_not_touch_its_inputs() -> None:
