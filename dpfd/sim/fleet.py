@@ -1,5 +1,6 @@
-"""The simulated fleet behind `dpf-sim up`: etcd, the emulated Kubernetes APIs (the host cluster's, and one per
-DPUCluster over TLS), the synthetic BFB server, the rack of emulated BlueFields, the controller, one dpfd per host."""
+"""The simulated fleet behind `dpf-sim up`: etcd, the emulated Kubernetes APIs (the host cluster's, with DPF's and
+ArgoCD's CRDs, and one per DPUCluster over TLS), an emulated ArgoCD application controller, the synthetic BFB server,
+the rack of emulated BlueFields, the controller, one dpfd per host."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from dpfd.sim.rack_plan import FlashTiming, gossip_config, host_dpfd_config, rac
 
 OPERATOR_NAMESPACE = "dpf-operator-system"
 DEFAULT_BFB_PORT = 18080
+ARGOCD_SYNC_DELAY = 1.0  # seconds the emulated ArgoCD takes to sync an Application
 GOSSIP_KEY_FILE = "gossip.key"  # in the state dir: the fleet's one gossip key, new for every `up`
 
 
@@ -125,6 +127,7 @@ class Fleet:
             for obj in objects:
                 if obj.get("kind") == "DPUCluster":
                     await self.start_dpu_cluster(applier, obj)
+        await self.start_argocd(host_url)
 
         nodes = [o for o in objects if o.get("kind") == "Node"]
         plan = rack_plan(
@@ -171,9 +174,12 @@ class Fleet:
         if problems:
             raise SimError("the manifests are not valid:\n  " + "\n  ".join(problems))
 
-    async def start_kubeapi(self, name: str, kubeconfig: Path, *, tls_dir: Path | None = None) -> str:
+    async def start_kubeapi(
+        self, name: str, kubeconfig: Path, *, tls_dir: Path | None = None, cluster_name: str = "dpf-sim"
+    ) -> str:
         port = free_port()
-        argv = python_module("dpfd.sim.kubeapi", "--port", str(port), "--kubeconfig", str(kubeconfig))
+        argv = python_module("dpfd.sim.kubeapi", "--port", str(port), "--kubeconfig", str(kubeconfig),
+                             "--cluster-name", cluster_name)  # fmt: skip
         if tls_dir is not None:
             argv += ["--tls-dir", str(tls_dir)]
         proc = self.processes.spawn(name, argv)
@@ -196,8 +202,9 @@ class Fleet:
 
     async def register_crds(self, applier: RestApplier) -> None:
         from dpfd.api.crds import generate_crds
+        from dpfd.sim.argocd_crds import argocd_crds
 
-        crds = generate_crds()
+        crds = generate_crds() + argocd_crds()  # ArgoCD's: where DPF's DPUService controller writes Applications
         for crd in crds:
             await applier.apply(crd)
         # Wait until every kind is served, as kubectl would before applying objects of it.
@@ -215,6 +222,22 @@ class Fleet:
                         await asyncio.sleep(0.05)
         self.say(f"registered {len(crds)} CRDs")
 
+    async def start_argocd(self, host_url: str) -> None:
+        """The emulated ArgoCD application controller: it syncs the Applications into the DPU clusters."""
+        proc = self.processes.spawn(
+            "argocd",
+            python_module("dpfd.sim.argocd", "--server", host_url, "--sync-delay", f"{ARGOCD_SYNC_DELAY:g}"),
+        )
+        log = self.state_dir / "logs" / "argocd.log"
+        deadline = time.monotonic() + 30
+        while "ready" not in _lines(log):
+            if proc.poll() is not None:
+                raise SimError(f"the emulated ArgoCD exited with {proc.returncode}; see {log}")
+            if time.monotonic() > deadline:
+                raise SimError(f"the emulated ArgoCD was not ready within 30 s; see {log}")
+            await asyncio.sleep(0.05)
+        self.say("emulated ArgoCD application controller started (it syncs Applications into the DPU clusters)")
+
     async def start_dpu_cluster(self, applier: RestApplier, cluster: dict[str, Any]) -> None:
         """An emulated API for the DPU cluster, and the admin kubeconfig Secret the DPUCluster names."""
         meta = cluster["metadata"]
@@ -222,7 +245,10 @@ class Fleet:
         kubeconfig = self.state_dir / "dpuclusters" / f"{ns}-{name}.kubeconfig"
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         tls_dir = self.state_dir / "tls" / f"dpucluster-{ns}-{name}"
-        url = await self.start_kubeapi(f"kubeapi-dpucluster-{ns}-{name}", kubeconfig, tls_dir=tls_dir)
+        # The kubeconfig names its cluster after the DPUCluster, as Kamaji's does: ArgoCD's cluster Secret takes that
+        # name, and the Applications name the DPUCluster as their destination.
+        url = await self.start_kubeapi(f"kubeapi-dpucluster-{ns}-{name}", kubeconfig, tls_dir=tls_dir,
+                                       cluster_name=name)  # fmt: skip
         secret_name = cluster.get("spec", {}).get("kubeconfig") or f"{name}-admin-kubeconfig"
         secret = {
             "apiVersion": "v1",

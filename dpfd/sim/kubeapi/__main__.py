@@ -1,4 +1,5 @@
-"""python -m dpfd.sim.kubeapi --port P --kubeconfig OUT [--state-dir D] [--tls-dir D]: serve until SIGTERM."""
+"""python -m dpfd.sim.kubeapi --port P --kubeconfig OUT [--cluster-name N] [--state-dir D] [--tls-dir D]: serve until
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ async def serve(args: argparse.Namespace) -> None:
     )
     url = await server.start(args.host, args.port)
     if args.kubeconfig:
-        server.write_kubeconfig(Path(args.kubeconfig))
+        server.write_kubeconfig(Path(args.kubeconfig), context=args.cluster_name)
     print(url, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -37,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 lets the kernel pick one")
     parser.add_argument("--kubeconfig", help="write a kubeconfig for the server here")
+    parser.add_argument(
+        "--cluster-name",
+        default="dpf-sim",
+        help="the kubeconfig's cluster, user and context name (a DPU cluster's: its DPUCluster's name, as Kamaji's)",
+    )
     parser.add_argument("--state-dir", help="keep a JSON snapshot of all objects here")
     parser.add_argument(
         "--tls-dir",

@@ -98,6 +98,20 @@ def builtin_types() -> list[ResourceType]:
             has_generation=True,
             reset_status_on_create=True,
         ),
+        # What the emulated ArgoCD deploys for a DPUService (dpfd.sim.argocd): its service DaemonSet.
+        ResourceType(
+            "apps",
+            "DaemonSet",
+            "daemonsets",
+            "daemonset",
+            True,
+            ("v1",),
+            "v1",
+            short_names=("ds",),
+            categories=("all",),
+            status_subresource=True,
+            has_generation=True,
+        ),
         ResourceType("coordination.k8s.io", "Lease", "leases", "lease", True, ("v1",), "v1"),
         ResourceType("events.k8s.io", "Event", "events", "event", True, ("v1",), "v1", short_names=("ev",)),
         ResourceType(
