@@ -313,6 +313,13 @@ CONDITIONS: dict[str, tuple[ConditionDoc, ...]] = {
             "the named DPUServiceInterfaces exist, are of type service and are claimed by this DPUService",
             (svc_status.REASON_SUCCESS, svc_status.REASON_ERROR),
         ),
+        ConditionDoc(
+            svc_status.ROLLOUT_PROGRESSING,
+            _LEADER,
+            "beyond DPF, not part of Ready: a spec change still moving across the DPU clusters within the "
+            "`svc.dpu.nvidia.com/max-unavailable` budget (True), or done (False)",
+            (svc_status.REASON_ROLLING_OUT, svc_status.REASON_COMPLETE),
+        ),
     ),
     "DPUDeployment": tuple(
         ConditionDoc(
