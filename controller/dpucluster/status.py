@@ -5,6 +5,10 @@ Phase Pending (or none) becomes Creating; condition Created says whether spec.ku
 kubeconfig (reason Created, or EmptyKubeconfig); once Created, a health check (read the admin kubeconfig,
 GET /version on the cluster) sets condition Ready (HealthCheckPassed / HealthCheckFailed with the error) and
 phase Ready / NotReady. Clusters are re-checked every `health_period` seconds.
+
+A kamaji DPUCluster first gets its control plane (controller/dpucluster/kamaji.py): it stays Creating, condition
+Created False (reason TenantControlPlaneNotReady), until Kamaji reports the TenantControlPlane Ready; then spec.kubeconfig
+is set to Kamaji's admin kubeconfig Secret and it goes on as a static one. With keepalived, condition KeepalivedReady.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller.dpucluster.clusters import DpuClusterError, DpuClusters
+from controller.dpucluster.kamaji import KamajiNotInstalled, ensure_control_plane
 from controller.dpucluster.resources import DPUCLUSTERS
 from controller.kube.client import KubeClient
 from controller.kube.informer import EventType, Informer
@@ -25,6 +30,7 @@ from dpfd.api.conditions import Condition, set_condition
 log = logging.getLogger(__name__)
 
 HEALTH_PERIOD = 30.0
+KAMAJI_POLL = 1.0  # how often a kamaji DPUCluster's TenantControlPlane is looked at while it is being created
 
 
 def condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> Condition:
@@ -60,12 +66,14 @@ class DpuClusterStatusReconciler:
         clusters: DpuClusters,
         *,
         health_period: float = HEALTH_PERIOD,
+        kamaji_poll: float = KAMAJI_POLL,
         workers: int = 2,
     ) -> None:
         self.client = client
         self.informer = informer
         self.clusters = clusters
         self.health_period = health_period
+        self.kamaji_poll = kamaji_poll
         self.workers = workers
         self.queue: WorkQueue[ObjKey] = WorkQueue("dpucluster-status")
         informer.add_handler(self._on_event)
@@ -96,7 +104,12 @@ class DpuClusterStatusReconciler:
             return DONE
         generation = generation_of(obj)
         conditions = _parsed(status.get("conditions") or [])
-        kubeconfig = (obj.get("spec") or {}).get("kubeconfig")
+        spec = obj.get("spec") or {}
+        kubeconfig = spec.get("kubeconfig")
+        if spec.get("type") == "kamaji":
+            conditions, done = await self._kamaji(key, obj, conditions, generation)
+            if not done:
+                return await self._finish(key, status, "Creating", conditions, self.kamaji_poll)
         created = bool(kubeconfig)
         conditions = set_condition(
             conditions,
@@ -117,13 +130,54 @@ class DpuClusterStatusReconciler:
                 phase = "Ready"
         elif phase in ("Ready", "NotReady"):
             phase = "NotReady"
+        return await self._finish(key, status, phase, conditions, self.health_period)
+
+    async def _kamaji(
+        self, key: ObjKey, obj: Obj, conditions: list[Condition], generation: int
+    ) -> tuple[list[Condition], bool]:
+        """Ensure the kamaji control plane; True once spec.kubeconfig names Kamaji's admin kubeconfig Secret (or
+        when there is no Kamaji: then the cluster waits, as a static one, for a kubeconfig someone else names)."""
+        try:
+            progress = await ensure_control_plane(self.client, obj)
+        except KamajiNotInstalled as e:
+            log.warning(
+                "kamaji DPUCluster without Kamaji", extra={"object": describe("DPUCluster", key), "error": str(e)}
+            )
+            return conditions, True
+        if progress.keepalived is not None:
+            conditions = set_condition(
+                conditions,
+                condition("KeepalivedReady", progress.keepalived, "KeepalivedCreated" if progress.keepalived
+                          else "KeepalivedNotCreated", "", generation),
+            )  # fmt: skip
+        kubeconfig = (obj.get("spec") or {}).get("kubeconfig")
+        if kubeconfig:
+            return conditions, True
+        if progress.kubeconfig is not None:
+            # spec.kubeconfig is immutable once set: set it only when Kamaji's Secret is there to name
+            await self.client.patch_no_result(
+                DPUCLUSTERS, key.namespace, key.name, {"spec": {"kubeconfig": progress.kubeconfig}}
+            )
+            log.info("kamaji control plane ready", extra={"object": describe("DPUCluster", key)})
+            return conditions, False  # the next pass (soon: the informer sees the spec change) checks the cluster
+        waiting = (
+            f"TenantControlPlane {key.namespace}/{key.name}: {progress.tcp_status or 'not reported by Kamaji yet'}"
+        )
+        conditions = set_condition(
+            conditions, condition("Created", False, "TenantControlPlaneNotReady", waiting, generation)
+        )
+        return conditions, False
+
+    async def _finish(
+        self, key: ObjKey, status: dict[str, Any], phase: str, conditions: list[Condition], requeue: float
+    ) -> Result:
         dumped = [c.model_dump(mode="json", exclude_none=True) for c in conditions]
         wanted = {"phase": phase, "conditions": dumped}
         if status.get("phase") != phase or not _same(status.get("conditions") or [], dumped):
             await self._write(key, wanted)
             if phase != status.get("phase"):
                 log.info("DPUCluster phase", extra={"object": describe("DPUCluster", key), "phase": phase})
-        return Result(requeue_after=self.health_period)
+        return Result(requeue_after=requeue)
 
     async def _write(self, key: ObjKey, status: dict[str, Any]) -> None:
         await self.client.patch_no_result(
