@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -134,6 +135,17 @@ async def test_kamaji_dpucluster_creating_then_ready_on_the_emulated_control_pla
         assert plane.server.get_object("v1", "Node", "dpu-node-1") is not None
         join = await clusters.join_command(dpucluster())
         assert join.startswith(f"kubeadm join {plane.server.url.removeprefix('https://')} --token ")
+
+        # The real kubectl shows the TenantControlPlane as Kamaji's CRD prints it.
+        env = {**os.environ, "HOME": str(tmp_path), "KUBECACHEDIR": str(tmp_path / "kube-cache")}
+        kubectl = await asyncio.create_subprocess_exec(
+            "kubectl", "--kubeconfig", str(tmp_path / "host.conf"), "get", "tcp", "-n", NS, "--no-headers",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(kubectl.communicate(), 30)
+        assert kubectl.returncode == 0, err.decode()
+        endpoint = plane.server.url.removeprefix("https://")
+        assert out.decode().split()[:5] == [NAME, "v1.30.2", "Ready", endpoint, f"{NAME}-admin-kubeconfig"]
 
         # Deleting the DPUCluster deletes the TenantControlPlane (and so its Secret) and the keepalived DaemonSet;
         # Kamaji stops the control plane.
