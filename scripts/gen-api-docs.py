@@ -267,14 +267,21 @@ CONDITIONS: dict[str, tuple[ConditionDoc, ...]] = {
         ConditionDoc(
             "Created",
             _LEADER,
-            "`spec.kubeconfig` names the cluster's admin kubeconfig Secret",
-            ("Created", "EmptyKubeconfig"),
+            "`spec.kubeconfig` names the cluster's admin kubeconfig Secret (type kamaji: once Kamaji reports the "
+            "TenantControlPlane Ready, its `<name>-admin-kubeconfig`)",
+            ("Created", "EmptyKubeconfig", "TenantControlPlaneNotReady"),
         ),
         ConditionDoc(
             "Ready",
             _LEADER,
             "the cluster's API server answers the health check",
             ("HealthCheckPassed", "HealthCheckFailed"),
+        ),
+        ConditionDoc(
+            "KeepalivedReady",
+            _LEADER,
+            "type kamaji with `spec.clusterEndpoint.keepalived`: the keepalived DaemonSet holding the VIP exists",
+            ("KeepalivedCreated", "KeepalivedNotCreated"),
         ),
     ),
     "DPUService": (
