@@ -60,7 +60,12 @@ async def test_controller_metrics(kube: KubeEnv, store: Store, etcd_endpoints: l
     controllers: list[Controller] = []
     task = asyncio.create_task(run_controller(cfg, stop, elector_out=electors, controller_out=controllers))
     try:
-        first = await _scrape_when(url, lambda s: s.value("dpf_controller_leader") == 1, "leading")
+        # Elected first, then the term's work starts once the caches are synced: wait for both.
+        first = await _scrape_when(
+            url,
+            lambda s: s.value("dpf_controller_leader") == 1 and bool(s.samples("dpf_controller_queue_depth")),
+            "leading, with the term's work queues",
+        )
         assert first.value("dpf_controller_leader_terms_total") == 1
         assert first.value("dpf_build_info", component="dpf-controller", identity="c-metrics") == 1
         queues = {lbl["queue"] for _, lbl, _ in first.samples("dpf_controller_queue_depth")}
