@@ -14,12 +14,13 @@ from controller.credentials.targets import Targets
 from controller.dpucluster import DpuClusters
 from controller.kube.client import KubeClient
 from controller.kube.informer import EventType, Handler, Informer
-from controller.kube.objects import Obj, ObjKey, describe, key_of
-from controller.queue import Result, WorkQueue, run_workers
+from controller.kube.objects import Obj, ObjKey, key_of
+from controller.object_work import ObjectWork
+from controller.queue import Result
 from controller.reconcilers.provisioning import status_only_change
 
 
-class CredentialWork:
+class CredentialWork(ObjectWork):
     def __init__(
         self,
         client: KubeClient,
@@ -41,8 +42,7 @@ class CredentialWork:
         self.reconciler = CredentialReconciler(
             client, Targets(client, clusters, cluster_access, host_access), clock, jitter
         )
-        self.queue: WorkQueue[ObjKey] = WorkQueue(KIND)
-        self.workers = workers
+        super().__init__(KIND, workers)
 
     @property
     def tokens_issued(self) -> int:
@@ -72,15 +72,3 @@ class CredentialWork:
     def enqueue_all(self) -> None:
         for key in self.informer.list_keys():
             self.queue.add(key)
-
-    def busy(self) -> bool:
-        return not self.queue.idle()
-
-    async def run(self) -> None:
-        try:
-            await run_workers(self.queue, self.reconcile, self.workers, lambda k: describe(KIND, k))
-        finally:
-            self.shut_down()
-
-    def shut_down(self) -> None:
-        self.queue.shut_down()

@@ -61,7 +61,8 @@ from controller.kube.objects import (
     uid_of,
 )
 from controller.kube.resources import DPUSETS, ResourceType
-from controller.queue import DONE, Result, WorkQueue, run_workers
+from controller.object_work import ObjectWork
+from controller.queue import DONE, Result
 from controller.reconcilers.provisioning import status_only_change
 from dpfd.api.services import DPUDeployment
 
@@ -115,13 +116,12 @@ def index_owned(informers: DeploymentInformers) -> None:
         informer.add_index(OWNER_INDEX, lambda o: [v] if (v := labels_of(o).get(OWNER_LABEL)) else [])
 
 
-class DpuDeploymentWork:
+class DpuDeploymentWork(ObjectWork):
     def __init__(self, client: KubeClient, informers: DeploymentInformers, *, workers: int = 2) -> None:
         self.client = client
         self.i = informers
         self.deps = informers.dependencies()
-        self.queue: WorkQueue[ObjKey] = WorkQueue(KIND)
-        self.workers = workers
+        super().__init__(KIND, workers)
         self.status_patches = 0
         self.writes = 0  # child creations, patches and deletions (tests and metrics)
         index_owned(informers)
@@ -313,15 +313,3 @@ class DpuDeploymentWork:
     def enqueue_all(self) -> None:
         for key in self.i.deployments.list_keys():
             self.queue.add(key)
-
-    def busy(self) -> bool:
-        return not self.queue.idle()
-
-    async def run(self) -> None:
-        try:
-            await run_workers(self.queue, self.reconcile, self.workers, lambda k: describe(KIND, k))
-        finally:
-            self.shut_down()
-
-    def shut_down(self) -> None:
-        self.queue.shut_down()

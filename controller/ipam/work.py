@@ -38,7 +38,8 @@ from controller.kube.objects import (
     key_of,
     meta,
 )
-from controller.queue import DONE, Result, WorkQueue, run_workers
+from controller.object_work import ObjectWork
+from controller.queue import DONE, Result
 from controller.reconcilers.provisioning import status_only_change
 from dpfd.api.chains import DPUServiceIPAM
 from dpfd.api.conditions import Condition
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 KIND = DPUSERVICEIPAMS.kind
 
 
-class IpamWork:
+class IpamWork(ObjectWork):
     def __init__(
         self,
         client: KubeClient,
@@ -68,8 +69,7 @@ class IpamWork:
         self.access = cluster_access
         self.pools = IpamReconciler(store)
         self.ranges = PoolRanges(store)
-        self.queue: WorkQueue[ObjKey] = WorkQueue(KIND)
-        self.workers = workers
+        super().__init__(KIND, workers)
         self.status_patches = 0
         self._node_changes = NodeLabelChanges(self.access)
 
@@ -179,15 +179,3 @@ class IpamWork:
 
     def enqueue_all(self) -> None:
         self._requeue_everything()
-
-    def busy(self) -> bool:
-        return not self.queue.idle()
-
-    async def run(self) -> None:
-        try:
-            await run_workers(self.queue, self.reconcile, self.workers, lambda k: describe(KIND, k))
-        finally:
-            self.shut_down()
-
-    def shut_down(self) -> None:
-        self.queue.shut_down()

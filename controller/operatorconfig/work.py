@@ -20,9 +20,10 @@ from controller.chains.status import status_patch
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.informer import EventType, Informer
 from controller.kube.objects import Obj, ObjKey, describe, key_of, labels_of, name_of
+from controller.object_work import ObjectWork
 from controller.operatorconfig import status as st
 from controller.operatorconfig.plan import is_paused, spec_of
-from controller.queue import DONE, Result, WorkQueue, run_workers
+from controller.queue import DONE, Result
 from controller.reconcilers.provisioning import status_only_change
 from controller.services.resources import DPFOPERATORCONFIGS, SECRETS
 from dpfd.api.conditions import Condition
@@ -37,13 +38,13 @@ def pull_secret_names(config: Obj) -> list[str]:
     return sorted({n for n in names if isinstance(n, str) and n})
 
 
-class OperatorConfigWork:
+class OperatorConfigWork(ObjectWork):
     """Reconciles the installation's DPFOperatorConfig (informer `configs`, all namespaces)."""
 
     def __init__(self, client: KubeClient, configs: Informer) -> None:
         self.client = client
         self.configs = configs
-        self.queue: WorkQueue[ObjKey] = WorkQueue(KIND)
+        super().__init__(KIND, workers=1)
         self.status_patches = 0
 
     async def reconcile(self, key: ObjKey) -> Result:
@@ -110,15 +111,3 @@ class OperatorConfigWork:
     def enqueue_all(self) -> None:
         for key in self.configs.list_keys():
             self.queue.add(key)
-
-    def busy(self) -> bool:
-        return not self.queue.idle()
-
-    async def run(self) -> None:
-        try:
-            await run_workers(self.queue, self.reconcile, 1, lambda k: describe(KIND, k))
-        finally:
-            self.shut_down()
-
-    def shut_down(self) -> None:
-        self.queue.shut_down()

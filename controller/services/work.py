@@ -47,7 +47,8 @@ from controller.kube.objects import (
     namespace_of,
     resource_version_of,
 )
-from controller.queue import DONE, Result, WorkQueue, run_workers
+from controller.object_work import ObjectWork
+from controller.queue import DONE, Result
 from controller.reconcilers.provisioning import status_only_change
 from controller.services import argocd
 from controller.services.apply import apply, delete_if_present, ensure_namespace
@@ -106,7 +107,7 @@ def _interfaces_of(service: Obj) -> list[str]:
     return [f"{namespace_of(service)}/{n}" for n in names if isinstance(n, str)]
 
 
-class ServiceWork:
+class ServiceWork(ObjectWork):
     """Reconciles DPUServices. Informers (host cluster): `services` DPUServices, `applications` ArgoCD Applications
     (all namespaces), `clusters` DPUClusters, `interfaces` DPUServiceInterfaces, `operator_configs`
     DPFOperatorConfigs. `cluster_access` reaches the DPU clusters (None: nothing is written into them)."""
@@ -131,9 +132,8 @@ class ServiceWork:
         self.interfaces = interfaces
         self.operator_configs = operator_configs
         self.access = cluster_access
-        self.workers = workers
+        super().__init__(KIND, workers)
         self.deletion_poll = deletion_poll
-        self.queue: WorkQueue[ObjKey] = WorkQueue(KIND)
         self.status_patches = 0
         applications.add_index(SERVICE_INDEX, _service_of_app)
         services.add_index(INTERFACE_INDEX, _interfaces_of)
@@ -497,15 +497,3 @@ class ServiceWork:
     def enqueue_all(self) -> None:
         for key in self.services.list_keys():
             self.queue.add(key)
-
-    def busy(self) -> bool:
-        return not self.queue.idle()
-
-    async def run(self) -> None:
-        try:
-            await run_workers(self.queue, self.reconcile, self.workers, lambda k: describe(KIND, k))
-        finally:
-            self.shut_down()
-
-    def shut_down(self) -> None:
-        self.queue.shut_down()
