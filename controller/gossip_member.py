@@ -7,20 +7,18 @@ Every replica runs one, so a standby that wins the election already has a warm v
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
 from importlib import metadata
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from dpfd.config import ConfigError, GossipSettings, read_gossip_keys
-from dpfd.gossip.agent import GossipAgent, etcd_seeds
+from dpfd.gossip.agent import GossipAgent
 from dpfd.gossip.config import GossipConfig
 from dpfd.gossip.keyring import Keyring
 from dpfd.gossip.meta import MemberMeta
-from dpfd.gossip_member import advertise_address
+from dpfd.gossip_member import start_member as start_gossip_member
 from dpfd.store import Store
 
 ROLE = "controller"
@@ -62,22 +60,7 @@ def load_keyring(path: Path) -> Keyring:
 async def start_member(settings: GossipSettings, identity: str, store: Store, etcd_endpoints: list[str]) -> GossipAgent:
     """Start the replica's member, named after its identity (unique among replicas)."""
     assert settings.key_file is not None
-    advertise = await asyncio.to_thread(advertise_address, settings, etcd_endpoints)  # may resolve a name
-    started = time.time()
-    agent = GossipAgent(
-        identity,
-        _meta(started, advertise),
-        load_keyring(settings.key_file),
-        config=GossipConfig.profile(settings.profile),
-        bind=settings.bind,
-        advertise=advertise,
-        seeds=etcd_seeds(store),
-        rejoin_interval=settings.rejoin_interval,
-    )
-    await agent.start()
-    if advertise is None:  # bound to port 0: the address is known now
-        agent.update_meta(_meta(started, agent.addr))
-    return agent
+    return await start_gossip_member(identity, settings, load_keyring(settings.key_file), store, etcd_endpoints, _meta)
 
 
 def _meta(started: float, addr: str | None) -> MemberMeta:

@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import socket
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from dpfd.config import WILDCARD_HOSTS, DpfdConfig, GossipSettings, read_gossip_keys
@@ -60,14 +61,30 @@ def source_address_towards(url: str) -> str:
 
 async def start_gossip(config: DpfdConfig, store: Store, version: str, keys: list[bytes]) -> GossipAgent:
     """Bind, start probing and keep joining through the gossip addresses registered in etcd."""
-    settings = config.gossip
+
+    def meta(started: float, addr: str | None) -> MemberMeta:
+        return member_meta(config, version, started, addr)
+
+    return await start_member(config.node, config.gossip, Keyring(keys), store, list(config.etcd.endpoints), meta)
+
+
+async def start_member(
+    name: str,
+    settings: GossipSettings,
+    keyring: Keyring,
+    store: Store,
+    etcd_endpoints: list[str],
+    meta: Callable[[float, str | None], MemberMeta],
+) -> GossipAgent:
+    """A started member with these settings (a dpfd's or a controller replica's), seeded from etcd. ``meta`` says
+    what it tells the others, given its start time and the address they dial."""
     # getaddrinfo may block (a name in the etcd URL): off the loop.
-    advertise = await asyncio.to_thread(advertise_address, settings, list(config.etcd.endpoints))
-    started = time.time()  # wall clock, as the host compares it with when it activated a flash
+    advertise = await asyncio.to_thread(advertise_address, settings, etcd_endpoints)
+    started = time.time()  # wall clock, as a host compares it with when it activated a flash
     agent = GossipAgent(
-        config.node,
-        member_meta(config, version, started, advertise),
-        Keyring(keys),
+        name,
+        meta(started, advertise),
+        keyring,
         config=GossipConfig.profile(settings.profile),
         bind=settings.bind,
         advertise=advertise,
@@ -76,7 +93,7 @@ async def start_gossip(config: DpfdConfig, store: Store, version: str, keys: lis
     )
     await agent.start()
     if advertise is None:  # bound to port 0: now the address is known
-        agent.update_meta(member_meta(config, version, started, agent.addr))
+        agent.update_meta(meta(started, agent.addr))
     return agent
 
 
