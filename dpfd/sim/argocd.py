@@ -31,6 +31,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from dpfd.sim.watch import list_and_watch
+
 log = logging.getLogger("dpfd.sim.argocd")
 
 Obj = dict[str, Any]
@@ -165,27 +167,17 @@ class ArgoEmulator:
                     task.cancel()
 
     async def _list_and_watch(self, http: aiohttp.ClientSession) -> None:
-        async with http.get(self.server + APPLICATIONS) as resp:
-            if resp.status != 200:
-                raise aiohttp.ClientError(f"listing Applications: HTTP {resp.status}")
-            listing = await resp.json()
-        for item in listing.get("items", []):
-            self._changed(item)
-        rv = listing["metadata"]["resourceVersion"]
-        async with http.get(
-            f"{self.server}{APPLICATIONS}?watch=true&allowWatchBookmarks=true&resourceVersion={rv}"
-        ) as resp:
-            async for line in resp.content:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                kind = event.get("type")
-                if kind == "ERROR":
-                    return  # 410 Gone or similar: list again
-                if kind == "DELETED":
-                    self._forget(event["object"])
-                elif kind in ("ADDED", "MODIFIED"):
-                    self._changed(event["object"])
+        async def listed(items: list[Obj]) -> None:
+            for item in items:
+                self._changed(item)
+
+        async def event(kind: str, app: Obj) -> None:
+            if kind == "DELETED":
+                self._forget(app)
+            else:
+                self._changed(app)
+
+        await list_and_watch(http, self.server + APPLICATIONS, "Applications", listed, event)
 
     def _key(self, app: Obj) -> tuple[str, str]:
         return (str(_meta(app).get("namespace") or "default"), str(_meta(app)["name"]))

@@ -29,6 +29,7 @@ import yaml
 
 from dpfd.sim.kubeapi import KubeApiServer
 from dpfd.sim.kubeapi.tls import ensure_tls
+from dpfd.sim.watch import list_and_watch
 
 log = logging.getLogger("dpfd.sim.kamaji")
 
@@ -102,29 +103,20 @@ class KamajiEmulator:
             await plane.server.stop()
 
     async def _list_and_watch(self, http: aiohttp.ClientSession) -> None:
-        async with http.get(self.server + TCPS) as resp:
-            if resp.status != 200:
-                raise aiohttp.ClientError(f"listing TenantControlPlanes: HTTP {resp.status}")
-            listing = await resp.json()
-        items = listing.get("items", [])
-        for gone in set(self.planes) - {_key(t) for t in items}:
-            await self._stop(gone)
-        for item in items:
-            await self._changed(item)
-        self.ready.set()
-        rv = listing["metadata"]["resourceVersion"]
-        async with http.get(f"{self.server}{TCPS}?watch=true&allowWatchBookmarks=true&resourceVersion={rv}") as resp:
-            async for line in resp.content:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                kind = event.get("type")
-                if kind == "ERROR":
-                    return  # 410 Gone or similar: list again
-                if kind == "DELETED":
-                    await self._stop(_key(event["object"]))
-                elif kind in ("ADDED", "MODIFIED"):
-                    await self._changed(event["object"])
+        async def listed(items: list[Obj]) -> None:
+            for gone in set(self.planes) - {_key(t) for t in items}:
+                await self._stop(gone)
+            for item in items:
+                await self._changed(item)
+            self.ready.set()
+
+        async def event(kind: str, tcp: Obj) -> None:
+            if kind == "DELETED":
+                await self._stop(_key(tcp))
+            else:
+                await self._changed(tcp)
+
+        await list_and_watch(http, self.server + TCPS, "TenantControlPlanes", listed, event)
 
     async def _changed(self, tcp: Obj) -> None:
         key = _key(tcp)
