@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from dpfd.sim.etcd import EtcdCluster
+from dpfd.store import Store
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +29,16 @@ def etcd_endpoints(etcd_server: EtcdCluster) -> list[str]:
         check=True, capture_output=True, timeout=10,
     )  # fmt: skip
     return etcd_server.endpoints
+
+
+@pytest.fixture
+async def store(etcd_endpoints: list[str]) -> AsyncIterator[Store]:
+    """A client of the session etcd (emptied first, as etcd_endpoints is)."""
+    s = await Store.connect(etcd_endpoints)
+    try:
+        yield s
+    finally:
+        await s.close()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -47,15 +46,6 @@ async def dpfctl(*args: str) -> tuple[int, str, str]:
 
 def stub(channel: grpc.aio.Channel) -> admin_pb2_grpc.AdminStub:
     return admin_pb2_grpc.AdminStub(channel)
-
-
-@pytest.fixture
-async def store(etcd_endpoints: list[str]) -> AsyncIterator[Store]:
-    s = await Store.connect(etcd_endpoints)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def put_report(store: Store, phase: str, **details: object) -> None:

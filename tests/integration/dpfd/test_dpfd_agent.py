@@ -36,15 +36,6 @@ NODE = "host-a"
 
 
 @pytest.fixture
-async def store(etcd_endpoints: list[str]) -> AsyncIterator[Store]:
-    s = await Store.connect(etcd_endpoints)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
 async def agents() -> AsyncIterator[list[NodeAgent]]:
     started: list[NodeAgent] = []
     yield started

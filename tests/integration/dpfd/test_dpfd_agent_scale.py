@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from dpfd_harness import FAST, NS, intent, make_config
 
 from dpfd.agent import NodeAgent
@@ -16,15 +14,6 @@ from dpfd.host.dpu_intent import ownership_reconcilers
 from dpfd.store import Put, Store, keys
 
 AGENTS = 200
-
-
-@pytest.fixture
-async def store(etcd_endpoints: list[str]) -> AsyncIterator[Store]:
-    s = await Store.connect(etcd_endpoints)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def test_200_agents_share_one_store(store: Store, etcd_endpoints: list[str], tmp_path: Path) -> None:

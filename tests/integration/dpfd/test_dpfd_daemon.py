@@ -24,15 +24,6 @@ from dpfd.store import Put, Store, keys
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture
-async def store(etcd_endpoints: list[str]) -> AsyncIterator[Store]:
-    s = await Store.connect(etcd_endpoints)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
 class NotifyListener:
     """The systemd side of sd_notify: a datagram socket drained as messages arrive, like systemd does."""
 

@@ -93,10 +93,3 @@ async def member(store: Store, node: str) -> dict[str, Any] | None:
     value = json.loads(kv.value)
     assert isinstance(value, dict)
     return value
-
-
-@pytest.fixture
-async def store(etcd_endpoints: list[str]) -> AsyncIterator[Store]:
-    s = await Store.connect(etcd_endpoints)
-    yield s
-    await s.close()

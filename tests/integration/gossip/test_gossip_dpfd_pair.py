@@ -15,11 +15,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from dpfd.gossip.agent import GossipAgent
 from dpfd.gossip.config import GossipConfig
@@ -35,15 +32,6 @@ HOST = "worker-1"
 DPU = "worker-1-0000-03-00"
 PCI = "0000-03-00"
 LOCAL = GossipConfig.local()
-
-
-@pytest.fixture
-async def store(etcd_endpoints: list[str]) -> AsyncIterator[Store]:
-    s = await Store.connect(etcd_endpoints)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def write_keys(path: Path, *keys: bytes) -> Path:

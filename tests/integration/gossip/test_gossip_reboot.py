@@ -57,15 +57,6 @@ def ns() -> Iterator[str]:
 
 
 @pytest.fixture
-async def store(etcd_endpoints: list[str]) -> AsyncIterator[Store]:
-    s = await Store.connect(etcd_endpoints)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
 async def bfbs() -> AsyncIterator[BfbServerHandle]:
     server = await start_bfb_server(config=BfbServerConfig(default_size=1 << 20))
     try:

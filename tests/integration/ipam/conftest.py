@@ -10,17 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dpfd.store import Store
-
 WORKER = Path(__file__).with_name("contender.py")
 REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-async def store(etcd_endpoints: list[str]) -> AsyncIterator[Store]:
-    s = await Store.connect(etcd_endpoints)
-    yield s
-    await s.close()
 
 
 class Contender:

@@ -24,15 +24,6 @@ REPO = Path(__file__).resolve().parents[3]
 NODE = "host-m"
 
 
-@pytest.fixture
-async def store(etcd_endpoints: list[str]) -> AsyncIterator[Store]:
-    s = await Store.connect(etcd_endpoints)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
 class MetricsDaemon:
     """`python -m dpfd.daemon` with metrics and gossip on; its log in a file."""
 

@@ -32,15 +32,6 @@ FAST = AgentOptions(version="test", retry=Backoff(base=0.05, cap=0.5), report_ba
 
 
 @pytest.fixture
-async def store(etcd_endpoints: list[str]) -> AsyncIterator[Store]:
-    s = await Store.connect(etcd_endpoints)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
 async def bfbs() -> AsyncIterator[BfbServerHandle]:
     server = await start_bfb_server(config=BfbServerConfig(default_size=2 << 20))
     try:
