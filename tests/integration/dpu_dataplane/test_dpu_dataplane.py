@@ -141,6 +141,9 @@ async def test_a_vswitchd_crash_is_repaired(dpu: Dpu) -> None:
     await wait_report(dpu.store, NODE, c1.ref, ready(1))
     before = sorted(dpu.flows())
     assert len(before) == 4
+    # The stale port is collected once every listed intent was reconciled: compare ports after that.
+    await wait_for(lambda: asyncio.to_thread(dpu.ovs.vsctl, "list-ports", BR), lambda out: "pf1hpf" not in out.split(),
+                   what="the stale port pf1hpf removed")  # fmt: skip
     ports = sorted(dpu.ovs.vsctl("list-ports", BR).split())
     await asyncio.to_thread(dpu.ovs.restart_vswitchd, signal.SIGKILL)
     await wait_for(lambda: asyncio.to_thread(lambda: sorted(dpu.flows())), lambda fl: fl == before,
