@@ -18,6 +18,7 @@ from dpfd.host.bfb.cache import BfbCache
 from dpfd.host.bfb.errors import BfbFetchError
 from dpfd.host.bfb.progress import Progress as DownloadProgress
 from dpfd.host.bfcfg import (
+    DEFAULT_CONTROL_PLANE_MTU,
     BfCfgContext,
     BfCfgError,
     DpuDaemonSettings,
@@ -205,6 +206,8 @@ def bf_cfg_renderer(
                 bfb_name=bfb.get("name"),
                 bfb_version=bfb.get("fileName"),
                 join=KubeadmJoin.from_join_command(join) if join else None,
+                # the DPFOperatorConfig's networking.controlPlaneMTU, carried in the intent by the controller
+                control_plane_mtu=int(ctx.get("controlPlaneMTU") or DEFAULT_CONTROL_PLANE_MTU),
             )
             return render_bf_cfg(DPUFlavorSpec.model_validate(flavor), context)
         except (BfCfgError, ValueError) as e:

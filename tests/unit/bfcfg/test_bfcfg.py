@@ -26,6 +26,7 @@ from dpfd.host.bfcfg import (
     KubeadmJoin,
     render_bf_cfg,
 )
+from dpfd.host.provisioning.wiring import bf_cfg_renderer
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
@@ -443,3 +444,18 @@ def fake(path: Path, body: str) -> None:
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize(("intent_mtu", "netplan_mtu"), [(1400, 1400), (None, 1500)])
+def test_host_renderer_takes_the_control_plane_mtu_from_the_intent(
+    tmp_path: Path, intent_mtu: int | None, netplan_mtu: int
+) -> None:
+    """The controller carries the DPFOperatorConfig's networking.controlPlaneMTU in the intent's context; the host's
+    renderer puts it on the DPU's br-comm-ch (DPF's default 1500 when there is no DPFOperatorConfig)."""
+    render = bf_cfg_renderer(DpuDaemonSettings(etcd_endpoints=("https://10.0.110.10:2379",)))
+    ctx: dict[str, object] = {"dpuName": "worker-1-0000-03-00", "nodeName": "worker-1"}
+    if intent_mtu is not None:
+        ctx["controlPlaneMTU"] = intent_mtu
+    root = run_modify_os(render({}, ctx).decode(), tmp_path)
+    netplan = yaml.safe_load((root / "etc/netplan/99-dpf-comm-ch.yaml").read_text())
+    assert netplan["network"]["bridges"]["br-comm-ch"]["mtu"] == netplan_mtu
