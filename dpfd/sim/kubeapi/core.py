@@ -19,7 +19,7 @@ import yaml
 
 from dpfd import fastjson
 from dpfd.api.conditions import now_rfc3339
-from dpfd.sim.kubeapi import disruption, errors
+from dpfd.sim.kubeapi import disruption, errors, services
 from dpfd.sim.kubeapi.admission import DpfAdmission, apply_schema_defaults
 from dpfd.sim.kubeapi.errors import ApiError
 from dpfd.sim.kubeapi.patch import PatchError, clone, json_patch, merge_patch, strategic_merge_patch
@@ -228,6 +228,10 @@ class ApiCore:
         elif rt.key == disruption.PDBS:
             self._check_budget(rt, obj)
             obj["status"] = self._budget_status(obj)
+        elif rt.key == services.SERVICES:
+            causes = services.prepare_create(obj, self.store.in_scope(rt.key, None))
+            if causes:
+                raise errors.invalid(rt, obj["metadata"]["name"], causes)
 
     def _crd_type(self, crd: Obj, old_crd: Obj | None) -> ResourceType:
         """The type a CRD object defines; also fills in the CRD's status as the API server does."""
@@ -439,6 +443,11 @@ class ApiCore:
             apply_schema_defaults(rt.schemas.get(rt.storage_version), new)
         if admit and rt.key == disruption.PDBS:
             self._check_budget(rt, new)
+        if admit and rt.key == services.SERVICES:
+            others = [s for s in self.store.in_scope(rt.key, None) if s["metadata"]["uid"] != old_meta["uid"]]
+            causes = services.prepare_update(old, new, others)
+            if causes:
+                raise errors.invalid(rt, name, causes)
         # DPF's webhooks are registered for the main resource only: writes to /status are not sent to them.
         if admit:
             new = self.admission.admit_update(rt, old, new, defaults=defaults)

@@ -76,6 +76,8 @@ def builtin_types() -> list[ResourceType]:
         _core("ConfigMap", "configmaps", True, short_names=("cm",)),
         _core("Event", "events", True, short_names=("ev",)),
         _core("ServiceAccount", "serviceaccounts", True, short_names=("sa",)),
+        # Kamaji's API endpoint: DPF's kamaji cluster manager asks for a NodePort Service (services.py).
+        _core("Service", "services", True, short_names=("svc",), categories=("all",), status_subresource=True),
         _core(
             "Pod",
             "pods",

@@ -147,6 +147,15 @@ def _budget_bound(key: str) -> Cell:
     return cell
 
 
+def _service_ports(obj: Obj) -> str:
+    """80/TCP, or 6443:31234/TCP with a node port (the built-in printer's PORT(S))."""
+    out = []
+    for p in (obj.get("spec") or {}).get("ports") or []:
+        node = f":{p['nodePort']}" if p.get("nodePort") else ""
+        out.append(f"{p.get('port')}{node}/{p.get('protocol', 'TCP')}")
+    return ",".join(out) or "<none>"
+
+
 def _event_object(obj: Obj) -> str:
     ref = obj.get("involvedObject") or obj.get("regarding") or {}
     return f"{str(ref.get('kind', '')).lower()}/{ref.get('name', '')}"
@@ -207,6 +216,22 @@ _BUILTIN: dict[tuple[str, str], list[Column]] = {
         NAME,
         Column("Data", "integer", lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {})),
         AGE,
+    ],
+    ("", "services"): [
+        NAME,
+        Column("Type", "string", _field(".spec.type")),
+        Column("Cluster-IP", "string", _field(".spec.clusterIP")),
+        Column("External-IP", "string", lambda o: "<none>"),  # nothing gives LoadBalancers addresses here
+        Column("Port(s)", "string", _service_ports),
+        AGE,
+        Column(
+            "Selector",
+            "string",
+            lambda o: (
+                ",".join(f"{k}={v}" for k, v in ((o.get("spec") or {}).get("selector") or {}).items()) or "<none>"
+            ),
+            priority=1,
+        ),
     ],
     ("", "serviceaccounts"): [NAME, Column("Secrets", "integer", lambda o: len(o.get("secrets") or [])), AGE],
     ("", "events"): [
