@@ -268,8 +268,9 @@ CONDITIONS: dict[str, tuple[ConditionDoc, ...]] = {
             "Created",
             _LEADER,
             "`spec.kubeconfig` names the cluster's admin kubeconfig Secret (type kamaji: once Kamaji reports the "
-            "TenantControlPlane Ready, its `<name>-admin-kubeconfig`)",
-            ("Created", "EmptyKubeconfig", "TenantControlPlaneNotReady"),
+            "TenantControlPlane Ready, its `<name>-admin-kubeconfig`; until then ClusterNotReady, with what is "
+            "awaited in the message)",
+            ("Created", "EmptyKubeconfig", "ClusterNotReady"),
         ),
         ConditionDoc(
             "Ready",
@@ -280,8 +281,9 @@ CONDITIONS: dict[str, tuple[ConditionDoc, ...]] = {
         ConditionDoc(
             "KeepalivedReady",
             _LEADER,
-            "type kamaji with `spec.clusterEndpoint.keepalived`: the keepalived DaemonSet holding the VIP exists",
-            ("KeepalivedCreated", "KeepalivedNotCreated"),
+            "type kamaji with `spec.clusterEndpoint.keepalived`: the keepalived ConfigMap and DaemonSet holding the "
+            "VIP are deployed (set once the node port is known)",
+            ("Deployed",),
         ),
     ),
     "DPUService": (

@@ -7,8 +7,10 @@ GET /version on the cluster) sets condition Ready (HealthCheckPassed / HealthChe
 phase Ready / NotReady. Clusters are re-checked every `health_period` seconds.
 
 A kamaji DPUCluster first gets its control plane (controller/dpucluster/kamaji.py): it stays Creating, condition
-Created False (reason TenantControlPlaneNotReady), until Kamaji reports the TenantControlPlane Ready; then spec.kubeconfig
-is set to Kamaji's admin kubeconfig Secret and it goes on as a static one. With keepalived, condition KeepalivedReady.
+Created False (reason ClusterNotReady, as DPF's), until Kamaji reports the TenantControlPlane Ready; then spec.kubeconfig
+is set to Kamaji's admin kubeconfig Secret and it goes on as a static one. With keepalived, condition KeepalivedReady
+(reason Deployed) once its DaemonSet is there. What stops the control plane from being asked for (no Kamaji, no node
+port yet) shows in Created's message and is retried.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller.dpucluster.clusters import DpuClusterError, DpuClusters
-from controller.dpucluster.kamaji import KamajiNotInstalled, ensure_control_plane
+from controller.dpucluster.kamaji import KamajiError, KamajiNotInstalled, ensure_control_plane
 from controller.dpucluster.resources import DPUCLUSTERS
 from controller.kube.client import KubeClient
 from controller.kube.informer import EventType, Informer
@@ -30,6 +32,7 @@ from dpfd.api.conditions import Condition, set_condition
 log = logging.getLogger(__name__)
 
 HEALTH_PERIOD = 30.0
+NOT_READY = "ClusterNotReady"  # DPF's Created reason while the kamaji control plane is being created
 KAMAJI_POLL = 1.0  # how often a kamaji DPUCluster's TenantControlPlane is looked at while it is being created
 
 
@@ -144,12 +147,10 @@ class DpuClusterStatusReconciler:
                 "kamaji DPUCluster without Kamaji", extra={"object": describe("DPUCluster", key), "error": str(e)}
             )
             return conditions, True
-        if progress.keepalived is not None:
-            conditions = set_condition(
-                conditions,
-                condition("KeepalivedReady", progress.keepalived, "KeepalivedCreated" if progress.keepalived
-                          else "KeepalivedNotCreated", "", generation),
-            )  # fmt: skip
+        except KamajiError as e:
+            return set_condition(conditions, condition("Created", False, NOT_READY, str(e), generation)), False
+        if progress.keepalived:
+            conditions = set_condition(conditions, condition("KeepalivedReady", True, "Deployed", "", generation))
         kubeconfig = (obj.get("spec") or {}).get("kubeconfig")
         if kubeconfig:
             return conditions, True
@@ -163,9 +164,7 @@ class DpuClusterStatusReconciler:
         waiting = (
             f"TenantControlPlane {key.namespace}/{key.name}: {progress.tcp_status or 'not reported by Kamaji yet'}"
         )
-        conditions = set_condition(
-            conditions, condition("Created", False, "TenantControlPlaneNotReady", waiting, generation)
-        )
+        conditions = set_condition(conditions, condition("Created", False, NOT_READY, waiting, generation))
         return conditions, False
 
     async def _finish(

@@ -1,13 +1,19 @@
 """An emulated Kamaji for dpf-sim: it fulfils the TenantControlPlanes DPF's kamaji cluster manager writes.
 
-For each TenantControlPlane (all namespaces) in the host API it starts an emulated Kubernetes API over TLS (the
-DPU cluster's control plane, in this process; its kubeconfig names the cluster after the TenantControlPlane, as
-Kamaji's does), writes the admin kubeconfig Secret `<tcp>-admin-kubeconfig` (key "admin.conf", owned by the
-TenantControlPlane so it goes with it) and reports status as Kamaji does: kubernetesResources.version
-{status: Ready, version}, controlPlaneEndpoint and kubeconfig.admin.secretName. A deleted TenantControlPlane's API
-server is stopped.
+For each TenantControlPlane (all namespaces) in the host API it
+- takes over the NodePort Service of the same name (DPF's kamaji cluster manager creates it first; Kamaji creates
+  it when nobody did): a controller ownerReference to the TenantControlPlane and Kamaji's port;
+- starts an emulated Kubernetes API over TLS (the DPU cluster's control plane, in this process) on that node port of
+  127.0.0.1, where Kamaji's would answer on every node (networkProfile.address, keepalived's VIP, is not routed
+  here); its kubeconfig names the cluster after the TenantControlPlane, as Kamaji's does;
+- writes the admin kubeconfig Secret `<tcp>-admin-kubeconfig` (key "admin.conf", owned by the TenantControlPlane so
+  it goes with it), and with --kubeconfig-dir the same kubeconfig as `<ns>-<tcp>.kubeconfig` there;
+- reports status as Kamaji does: kubernetesResources.version {status: Ready, version}, controlPlaneEndpoint and
+  kubeconfig.admin.secretName.
+A deleted TenantControlPlane's API server is stopped.
 
-python -m dpfd.sim.kamaji --server URL --state-dir D   runs until SIGTERM (prints "ready" once watching).
+python -m dpfd.sim.kamaji --server URL --state-dir D [--kubeconfig-dir K]   runs until SIGTERM (prints "ready" once
+watching).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ API = "/apis/kamaji.clastix.io/v1alpha1"
 TCPS = API + "/tenantcontrolplanes"
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 ADMIN_CONF_KEY = "admin.conf"
+API_PORT_NAME = "kube-apiserver"
+API_TARGET_PORT = 6443  # where Kamaji's API server pods listen
 
 
 def admin_secret_name(tcp_name: str) -> str:
@@ -77,9 +85,10 @@ class KamajiEmulator:
     """Watches TenantControlPlanes on the host API at `server` (plain HTTP) and runs a control plane for each;
     TLS material for each is kept under `state_dir`."""
 
-    def __init__(self, server: str, state_dir: Path) -> None:
+    def __init__(self, server: str, state_dir: Path, kubeconfig_dir: Path | None = None) -> None:
         self.server = server.rstrip("/")
         self.state_dir = state_dir
+        self.kubeconfig_dir = kubeconfig_dir
         self.planes: dict[tuple[str, str], _ControlPlane] = {}
         self.ready = asyncio.Event()  # set once the first list is handled
         self.http: aiohttp.ClientSession | None = None
@@ -134,18 +143,71 @@ class KamajiEmulator:
 
     async def _fulfil(self, tcp: Obj) -> None:
         ns, name = _key(tcp)
+        port = await self._take_over_service(tcp)
         tls = ensure_tls(self.state_dir / "tls" / f"tcp-{ns}-{name}")
         server = KubeApiServer(tls=tls)
-        await server.start("127.0.0.1", 0)
+        try:
+            await server.start("127.0.0.1", port)
+        except OSError as exc:  # another program holds the node port on this machine
+            log.warning("TenantControlPlane %s/%s: port %d: %s; serving on another port", ns, name, port, exc)
+            await server.start("127.0.0.1", 0)
         plane = _ControlPlane(tcp["metadata"]["uid"], server)
         self.planes[(ns, name)] = plane
         try:
-            await self._apply_secret(admin_secret(tcp, server.kubeconfig(context=name)))
+            kubeconfig = server.kubeconfig(context=name)
+            await self._apply_secret(admin_secret(tcp, kubeconfig))
+            if self.kubeconfig_dir is not None:
+                self.kubeconfig_dir.mkdir(parents=True, exist_ok=True)
+                path = self.kubeconfig_dir / f"{ns}-{name}.kubeconfig"
+                path.write_text(yaml.safe_dump(kubeconfig, sort_keys=False))
+                path.chmod(0o600)
             await self._report(tcp, plane)
         except BaseException:
             await self._stop((ns, name))
             raise
         log.info("TenantControlPlane %s/%s ready at %s", ns, name, server.url)
+
+    async def _take_over_service(self, tcp: Obj) -> int:
+        """The node port the control plane is reached on: networkProfile.port when set, else the one the API server
+        gave the TenantControlPlane's Service (created here when nobody made it). The Service becomes Kamaji's."""
+        ns, name = _key(tcp)
+        meta = tcp["metadata"]
+        url = f"{self.server}/api/v1/namespaces/{ns}/services/{name}"
+        async with self._session().get(url) as resp:
+            if resp.status == 404:
+                service = None
+            elif resp.status == 200:
+                service = await resp.json()
+            else:
+                raise KamajiError(f"reading Service {ns}/{name}: HTTP {resp.status}: {await resp.text()}")
+        wanted = ((tcp.get("spec") or {}).get("networkProfile") or {}).get("port")
+        owner = {"apiVersion": tcp["apiVersion"], "kind": "TenantControlPlane", "name": name, "uid": meta["uid"],
+                 "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+        port: Obj = {"name": API_PORT_NAME, "protocol": "TCP", "targetPort": API_TARGET_PORT}
+        if wanted:
+            port.update(port=int(wanted), nodePort=int(wanted))
+        if service is None:
+            body = {"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": name, "namespace": ns, "ownerReferences": [owner]},
+                    "spec": {"type": "NodePort", "selector": {"kamaji.clastix.io/name": name},
+                             "ports": [{"port": API_TARGET_PORT, **port}]}}  # fmt: skip
+            async with self._session().post(f"{self.server}/api/v1/namespaces/{ns}/services", json=body) as resp:
+                if resp.status not in (200, 201):
+                    raise KamajiError(f"creating Service {ns}/{name}: HTTP {resp.status}: {await resp.text()}")
+                service = await resp.json()
+        else:
+            refs = [r for r in service["metadata"].get("ownerReferences") or [] if r.get("uid") != meta["uid"]]
+            old: Obj = next((p for p in service["spec"].get("ports") or [] if p.get("name") == API_PORT_NAME), {})
+            patch = {"metadata": {"ownerReferences": [*refs, owner]},
+                     "spec": {"ports": [{**old, **port}]}}  # fmt: skip
+            async with self._session().patch(url, data=json.dumps(patch), headers=MERGE_PATCH) as resp:
+                if resp.status != 200:
+                    raise KamajiError(f"taking over Service {ns}/{name}: HTTP {resp.status}: {await resp.text()}")
+                service = await resp.json()
+        for p in service["spec"].get("ports") or []:
+            if p.get("name") == API_PORT_NAME and p.get("nodePort"):
+                return int(p["nodePort"])
+        raise KamajiError(f"Service {ns}/{name} has no node port for {API_PORT_NAME}")
 
     async def _report(self, tcp: Obj, plane: _ControlPlane) -> None:
         ns, name = _key(tcp)
@@ -194,7 +256,8 @@ def _version_status(tcp: Obj) -> str:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    emulator = KamajiEmulator(args.server, Path(args.state_dir))
+    kubeconfig_dir = Path(args.kubeconfig_dir) if args.kubeconfig_dir else None
+    emulator = KamajiEmulator(args.server, Path(args.state_dir), kubeconfig_dir)
     task = asyncio.create_task(emulator.run())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -214,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "--server", required=True, help="the host cluster's emulated API (plain HTTP), e.g. http://127.0.0.1:PORT"
     )
     parser.add_argument("--state-dir", required=True, help="where each control plane's TLS material is kept")
+    parser.add_argument("--kubeconfig-dir", help="also write each control plane's admin kubeconfig here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):

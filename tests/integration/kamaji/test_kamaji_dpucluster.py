@@ -85,40 +85,61 @@ async def test_kamaji_dpucluster_creating_then_ready_on_the_emulated_control_pla
             return {c["type"]: (c["status"], c["reason"]) for c in (dpucluster().get("status") or {}).get("conditions") or []}  # fmt: skip
 
         # No Kamaji yet: the control plane is asked for, and the DPUCluster waits in Creating.
-        await eventually(lambda: "Created" in conditions(), what="the DPUCluster's conditions")
+        await eventually(lambda: "KeepalivedReady" in conditions(), what="the DPUCluster's conditions")
         assert dpucluster()["status"]["phase"] == "Creating"
-        assert conditions() == {"Created": ("False", "TenantControlPlaneNotReady"),
-                                "KeepalivedReady": ("True", "KeepalivedCreated")}  # fmt: skip
+        assert conditions() == {"Created": ("False", "ClusterNotReady"), "KeepalivedReady": ("True", "Deployed")}
         assert not dpucluster()["spec"].get("kubeconfig")
-        tcp = server.get_object(TCP, "TenantControlPlane", NAME, NS)
-        assert tcp is not None
         owner = {"apiVersion": PROV, "kind": "DPUCluster", "name": NAME, "uid": cluster["metadata"]["uid"],
                  "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+
+        # First the NodePort Service: the API server allocates the node port the control plane is reached on.
+        service = server.get_object("v1", "Service", NAME, NS) or {}
+        assert service["spec"]["type"] == "NodePort"
+        assert service["spec"]["selector"] == {"kamaji.clastix.io/name": NAME}
+        node_port = service["spec"]["ports"][0]["nodePort"]
+        assert service["spec"]["ports"][0]["name"] == "kube-apiserver" and 30000 <= node_port <= 32767
+
+        # Then the TenantControlPlane, reached at VIP:nodePort.
+        tcp = server.get_object(TCP, "TenantControlPlane", NAME, NS)
+        assert tcp is not None
         assert tcp["metadata"]["ownerReferences"] == [owner]
-        assert tcp["metadata"]["labels"] == {"dpu.nvidia.com/cluster": NAME}
-        assert tcp["spec"]["controlPlane"]["deployment"]["replicas"] == 3
-        assert tcp["spec"]["controlPlane"]["service"] == {"serviceType": "NodePort"}
+        assert tcp["metadata"]["labels"] == {"tenant.clastix.io": NAME}
+        deployment = tcp["spec"]["controlPlane"]["deployment"]
+        assert deployment["replicas"] == 3
+        assert {t["key"] for t in deployment["tolerations"]} == {"node-role.kubernetes.io/master",
+                                                                 "node-role.kubernetes.io/control-plane"}  # fmt: skip
+        assert deployment["resources"]["apiServer"]["requests"] == {"cpu": "250m", "memory": "512Mi"}
+        assert tcp["spec"]["controlPlane"]["service"]["serviceType"] == "NodePort"
         assert tcp["spec"]["kubernetes"]["version"] == "v1.30.2"
-        assert tcp["spec"]["networkProfile"] == {"port": 6443, "address": "10.0.110.200", "certSANs": ["10.0.110.200"]}
+        assert tcp["spec"]["networkProfile"] == {"address": "10.0.110.200", "port": node_port}
         assert tcp["spec"]["dataStore"] == "default"
+        assert tcp["spec"]["addons"] == {"coreDNS": {}, "kubeProxy": {}}
+
+        # And keepalived, holding the VIP where the local API answers on the node port.
         daemonset = server.get_object("apps/v1", "DaemonSet", f"{NAME}-keepalived", NS)
         assert daemonset is not None
         assert daemonset["metadata"]["ownerReferences"] == [owner]
         pod = daemonset["spec"]["template"]["spec"]
         assert pod["hostNetwork"] is True
         assert pod["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
-        env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
-        assert env == {"KEEPALIVED_INTERFACE": "br-dpu", "KEEPALIVED_VIRTUAL_IPS": "10.0.110.200",
-                       "KEEPALIVED_ROUTER_ID": "126"}  # fmt: skip
+        env = {e["name"]: e.get("value") for e in pod["initContainers"][0]["env"]}
+        assert env == {"NODE_IP": None, "INTERFACE": "br-dpu", "VIRTUAL_ROUTER_ID": "126",
+                       "NODE_PORT": str(node_port), "VIRTUAL_IP": "10.0.110.200"}  # fmt: skip
+        config_map = server.get_object("v1", "ConfigMap", f"{NAME}-keepalived", NS) or {}
+        assert "https://localhost:NODE_PORT" in config_map["data"]["keepalived.conf.tmpl"]
 
         # Kamaji comes: it fulfils the TenantControlPlane, and the DPUCluster goes Ready on the emulated API.
         kamaji_task = asyncio.create_task(kamaji.run())
         await eventually(lambda: dpucluster().get("status", {}).get("phase") == "Ready", within=15, what="Ready")
         assert dpucluster()["spec"]["kubeconfig"] == f"{NAME}-admin-kubeconfig"
         assert conditions() == {"Created": ("True", "Created"), "Ready": ("True", "HealthCheckPassed"),
-                                "KeepalivedReady": ("True", "KeepalivedCreated")}  # fmt: skip
+                                "KeepalivedReady": ("True", "Deployed")}  # fmt: skip
         plane = kamaji.planes[(NS, NAME)]
-        assert plane.server.url.startswith("https://127.0.0.1:")
+        assert plane.server.url == f"https://127.0.0.1:{node_port}"  # the node port, as Kamaji's answers there
+        service = server.get_object("v1", "Service", NAME, NS) or {}
+        assert {"kind": "TenantControlPlane", "name": NAME, "controller": True}.items() <= [
+            r for r in service["metadata"]["ownerReferences"] if r["kind"] == "TenantControlPlane"][0].items()  # fmt: skip
+        assert service["spec"]["ports"][0]["nodePort"] == node_port  # Kamaji keeps the port it was given
         tcp = server.get_object(TCP, "TenantControlPlane", NAME, NS) or {}
         assert tcp["status"]["kubernetesResources"]["version"] == {"status": "Ready", "version": "v1.30.2"}
         assert tcp["status"]["controlPlaneEndpoint"] == plane.server.url.removeprefix("https://")
@@ -156,6 +177,8 @@ async def test_kamaji_dpucluster_creating_then_ready_on_the_emulated_control_pla
                          within=10, what="the keepalived DaemonSet deleted")  # fmt: skip
         await eventually(lambda: server.get_object("v1", "Secret", f"{NAME}-admin-kubeconfig", NS) is None,
                          within=10, what="the admin kubeconfig Secret deleted")  # fmt: skip
+        await eventually(lambda: server.get_object("v1", "Service", NAME, NS) is None, within=10,
+                         what="the Service deleted")  # fmt: skip
         await eventually(lambda: (NS, NAME) not in kamaji.planes, within=10, what="the control plane stopped")
     finally:
         await stop(*tasks, *([kamaji_task] if kamaji_task else []))
@@ -166,12 +189,13 @@ async def test_kamaji_dpucluster_creating_then_ready_on_the_emulated_control_pla
 async def test_the_kamaji_process_fulfils_a_tenant_control_plane(
     host: tuple[KubeApiServer, KubeClient], tmp_path: Path
 ) -> None:
-    """`python -m dpfd.sim.kamaji`, as dpf-sim would run it: Secret and status for a TenantControlPlane, and a
-    control plane that answers with its admin kubeconfig."""
+    """`python -m dpfd.sim.kamaji`, as dpf-sim runs it: for a TenantControlPlane nobody made a Service for, the
+    NodePort Service Kamaji makes, the Secret, the kubeconfig file and status, and a control plane that answers on
+    the node port with its admin kubeconfig."""
     server, _ = host
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "dpfd.sim.kamaji", "--server", server.url, "--state-dir", str(tmp_path / "kamaji"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=REPO,
+        "--kubeconfig-dir", str(tmp_path / "kubeconfigs"), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=REPO,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
@@ -189,6 +213,11 @@ async def test_the_kamaji_process_fulfils_a_tenant_control_plane(
         secret = server.get_object("v1", "Secret", "tcp-1-admin-kubeconfig", NS) or {}
         assert secret["metadata"]["ownerReferences"][0]["kind"] == "TenantControlPlane"
         admin = yaml.safe_load(base64.b64decode(secret["data"]["admin.conf"]))
+        assert yaml.safe_load((tmp_path / "kubeconfigs" / f"{NS}-tcp-1.kubeconfig").read_text()) == admin
+        service = server.get_object("v1", "Service", "tcp-1", NS) or {}
+        assert [r["kind"] for r in service["metadata"]["ownerReferences"]] == ["TenantControlPlane"]
+        node_port = service["spec"]["ports"][0]["nodePort"]
+        assert admin["clusters"][0]["cluster"]["server"] == f"https://127.0.0.1:{node_port}"
         async with await KubeClient.from_kubeconfig_dict(admin) as dpu:
             assert (await dpu.server_version()).get("gitVersion")
     finally:
