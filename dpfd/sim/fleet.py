@@ -1,6 +1,7 @@
-"""The simulated fleet behind `dpf-sim up`: etcd, the emulated Kubernetes APIs (the host cluster's, with DPF's and
-ArgoCD's CRDs, and one per DPUCluster over TLS), an emulated ArgoCD application controller, the synthetic BFB server,
-the rack of emulated BlueFields, the controller, one dpfd per host."""
+"""The simulated fleet behind `dpf-sim up`: etcd, the emulated Kubernetes APIs (the host cluster's, with DPF's,
+ArgoCD's and Kamaji's CRDs, and one per static DPUCluster over TLS), an emulated ArgoCD application controller, an
+emulated Kamaji (it serves the control planes of kamaji DPUClusters), the synthetic BFB server, the rack of emulated
+BlueFields, the controller, one dpfd per host."""
 
 from __future__ import annotations
 
@@ -125,9 +126,12 @@ class Fleet:
                     raise SimError(str(e)) from e
             self.say(f"applied {len(objects)} objects from {self.manifests}")
             for obj in objects:
-                if obj.get("kind") == "DPUCluster":
+                if obj.get("kind") == "DPUCluster" and (obj.get("spec") or {}).get("type") == "kamaji":
+                    self.expect_kamaji_cluster(obj)
+                elif obj.get("kind") == "DPUCluster":
                     await self.start_dpu_cluster(applier, obj)
         await self.start_argocd(host_url)
+        await self.start_kamaji(host_url)
 
         nodes = [o for o in objects if o.get("kind") == "Node"]
         plan = rack_plan(
@@ -162,7 +166,7 @@ class Fleet:
 
     def _clear_previous_run(self) -> None:
         """Each `up` starts a fresh fleet: remove what an earlier run left (only the paths `up` creates)."""
-        for name in ("etcd", "hosts", "dpuclusters", "logs", "tls"):
+        for name in ("etcd", "hosts", "dpuclusters", "logs", "tls", "kamaji"):
             shutil.rmtree(self.state_dir / name, ignore_errors=True)
         for name in ("host.kubeconfig", "sim.json", "rack.json", GOSSIP_KEY_FILE):
             (self.state_dir / name).unlink(missing_ok=True)
@@ -203,8 +207,11 @@ class Fleet:
     async def register_crds(self, applier: RestApplier) -> None:
         from dpfd.api.crds import generate_crds
         from dpfd.sim.argocd_crds import argocd_crds
+        from dpfd.sim.kamaji_crds import kamaji_crds
 
-        crds = generate_crds() + argocd_crds()  # ArgoCD's: where DPF's DPUService controller writes Applications
+        # ArgoCD's: where DPF's DPUService controller writes Applications; Kamaji's: where DPF's kamaji cluster
+        # manager asks for DPU-cluster control planes.
+        crds = generate_crds() + argocd_crds() + kamaji_crds()
         for crd in crds:
             await applier.apply(crd)
         # Wait until every kind is served, as kubectl would before applying objects of it.
@@ -224,19 +231,39 @@ class Fleet:
 
     async def start_argocd(self, host_url: str) -> None:
         """The emulated ArgoCD application controller: it syncs the Applications into the DPU clusters."""
-        proc = self.processes.spawn(
-            "argocd",
-            python_module("dpfd.sim.argocd", "--server", host_url, "--sync-delay", f"{ARGOCD_SYNC_DELAY:g}"),
-        )
-        log = self.state_dir / "logs" / "argocd.log"
+        argv = python_module("dpfd.sim.argocd", "--server", host_url, "--sync-delay", f"{ARGOCD_SYNC_DELAY:g}")
+        await self._start_until_ready("argocd", argv, "the emulated ArgoCD")
+        self.say("emulated ArgoCD application controller started (it syncs Applications into the DPU clusters)")
+
+    async def start_kamaji(self, host_url: str) -> None:
+        """The emulated Kamaji: it serves the control plane of each TenantControlPlane the controller asks for."""
+        argv = python_module("dpfd.sim.kamaji", "--server", host_url, "--state-dir", str(self.state_dir / "kamaji"),
+                             "--kubeconfig-dir", str(self.state_dir / "dpuclusters"))  # fmt: skip
+        await self._start_until_ready("kamaji", argv, "the emulated Kamaji")
+        self.say("emulated Kamaji started (it serves the control planes of kamaji DPUClusters)")
+
+    async def _start_until_ready(self, name: str, argv: list[str], what: str) -> None:
+        """Spawn a helper that prints "ready" to its log once it serves, and wait for that."""
+        proc = self.processes.spawn(name, argv)
+        log = self.state_dir / "logs" / f"{name}.log"
         deadline = time.monotonic() + 30
         while "ready" not in _lines(log):
             if proc.poll() is not None:
-                raise SimError(f"the emulated ArgoCD exited with {proc.returncode}; see {log}")
+                raise SimError(f"{what} exited with {proc.returncode}; see {log}")
             if time.monotonic() > deadline:
-                raise SimError(f"the emulated ArgoCD was not ready within 30 s; see {log}")
+                raise SimError(f"{what} was not ready within 30 s; see {log}")
             await asyncio.sleep(0.05)
-        self.say("emulated ArgoCD application controller started (it syncs Applications into the DPU clusters)")
+
+    def expect_kamaji_cluster(self, cluster: dict[str, Any]) -> None:
+        """A kamaji DPUCluster: the controller asks Kamaji for its control plane; the emulated Kamaji serves it on the
+        Service's node port and writes its kubeconfig where a static cluster's goes."""
+        meta = cluster["metadata"]
+        ns, name = meta.get("namespace", "default"), meta["name"]
+        kubeconfig = self.state_dir / "dpuclusters" / f"{ns}-{name}.kubeconfig"
+        self.info["dpuClusters"][f"{ns}/{name}"] = {"type": "kamaji", "kubeconfig": str(kubeconfig),
+                                                    "secret": f"{name}-admin-kubeconfig"}  # fmt: skip
+        self.say(f"DPUCluster {ns}/{name}: type kamaji, its control plane comes from the emulated Kamaji "
+                 f"(kubeconfig {kubeconfig} once Ready)")  # fmt: skip
 
     async def start_dpu_cluster(self, applier: RestApplier, cluster: dict[str, Any]) -> None:
         """An emulated API for the DPU cluster, and the admin kubeconfig Secret the DPUCluster names."""
