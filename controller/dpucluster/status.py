@@ -1,7 +1,9 @@
 """DPUClusterStatusReconciler: a DPUCluster's status as DPF's static cluster manager and DPUCluster controller
 keep it.
 
-Phase Pending (or none) becomes Creating; condition Created says whether spec.kubeconfig names the admin
+The DPUCluster carries DPF's two finalizers (cluster-manager-clean-up, cluster-manager-internal-clean-up); on
+deletion its kamaji objects go with it through owner references, and both are removed. Phase Pending (or none)
+becomes Creating; condition Created says whether spec.kubeconfig names the admin
 kubeconfig (reason Created, or EmptyKubeconfig); once Created, a health check (read the admin kubeconfig,
 GET /version on the cluster) sets condition Ready (HealthCheckPassed / HealthCheckFailed with the error) and
 phase Ready / NotReady. Clusters are re-checked every `health_period` seconds.
@@ -25,12 +27,24 @@ from controller.dpucluster.kamaji import KamajiError, KamajiNotInstalled, ensure
 from controller.dpucluster.resources import DPUCLUSTERS
 from controller.kube.client import KubeClient
 from controller.kube.informer import EventType, Informer
-from controller.kube.objects import Obj, ObjKey, describe, generation_of, is_deleting, key_of
+from controller.kube.objects import (
+    Obj,
+    ObjKey,
+    describe,
+    finalizer_patch,
+    finalizers_of,
+    generation_of,
+    is_deleting,
+    key_of,
+)
 from controller.queue import DONE, Result, WorkQueue, run_workers
 from dpfd.api.conditions import Condition, set_condition
+from dpfd.api.wellknown import FINALIZER_DPUCLUSTER, FINALIZER_DPUCLUSTER_INTERNAL
 
 log = logging.getLogger(__name__)
 
+# DPF's: the cluster manager's and the provisioning controller's, each removed once its clean-up is done.
+FINALIZERS = (FINALIZER_DPUCLUSTER, FINALIZER_DPUCLUSTER_INTERNAL)
 HEALTH_PERIOD = 30.0
 NOT_READY = "ClusterNotReady"  # DPF's Created reason while the kamaji control plane is being created
 KAMAJI_POLL = 1.0  # how often a kamaji DPUCluster's TenantControlPlane is looked at while it is being created
@@ -96,7 +110,16 @@ class DpuClusterStatusReconciler:
             self.clusters.forget(key)
             return DONE
         if is_deleting(obj):
-            return DONE  # access stays until the object is gone: DPUs may still be leaving the cluster
+            # DPF's cluster managers clean up through owner references (the kamaji objects go with the DPUCluster),
+            # then both finalizers go; access stays until the object is gone.
+            if set(finalizers_of(obj)) & set(FINALIZERS):
+                keep = [f for f in finalizers_of(obj) if f not in FINALIZERS]
+                await self.client.patch_no_result(DPUCLUSTERS, key.namespace, key.name, finalizer_patch(obj, keep))
+            return DONE
+        if not set(FINALIZERS) <= set(finalizers_of(obj)):
+            wanted = [*finalizers_of(obj), *(f for f in FINALIZERS if f not in finalizers_of(obj))]
+            await self.client.patch_no_result(DPUCLUSTERS, key.namespace, key.name, finalizer_patch(obj, wanted))
+            return DONE  # the informer brings the object back with its finalizers
         self.clusters.watch(obj)
         status = obj.get("status") or {}
         phase = status.get("phase") or "Pending"

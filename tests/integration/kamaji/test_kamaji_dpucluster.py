@@ -89,6 +89,8 @@ async def test_kamaji_dpucluster_creating_then_ready_on_the_emulated_control_pla
         assert dpucluster()["status"]["phase"] == "Creating"
         assert conditions() == {"Created": ("False", "ClusterNotReady"), "KeepalivedReady": ("True", "Deployed")}
         assert not dpucluster()["spec"].get("kubeconfig")
+        assert dpucluster()["metadata"]["finalizers"] == ["provisioning.dpu.nvidia.com/cluster-manager-clean-up",
+                                                         "provisioning.dpu.nvidia.com/cluster-manager-internal-clean-up"]  # fmt: skip
         owner = {"apiVersion": PROV, "kind": "DPUCluster", "name": NAME, "uid": cluster["metadata"]["uid"],
                  "controller": True, "blockOwnerDeletion": True}  # fmt: skip
 
@@ -171,6 +173,7 @@ async def test_kamaji_dpucluster_creating_then_ready_on_the_emulated_control_pla
         # Deleting the DPUCluster deletes the TenantControlPlane (and so its Secret) and the keepalived DaemonSet;
         # Kamaji stops the control plane.
         await server.delete_object(PROV, "DPUCluster", NAME, NS)
+        await eventually(lambda: not dpucluster(), within=10, what="the DPUCluster gone (its finalizers removed)")
         await eventually(lambda: server.get_object(TCP, "TenantControlPlane", NAME, NS) is None, within=10,
                          what="the TenantControlPlane deleted")  # fmt: skip
         await eventually(lambda: server.get_object("apps/v1", "DaemonSet", f"{NAME}-keepalived", NS) is None,
