@@ -46,14 +46,18 @@ def services_docs() -> list[dict[str, Any]]:
     return docs
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+@pytest.fixture(scope="module", params=["static", "kamaji"])
+def sim(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     """The examples with one host (its DPU is not needed: the services live in the DPU cluster's API) and the
-    services manifests, one sim for the module."""
-    tmp = tmp_path_factory.mktemp("services")
+    services manifests, one sim for the module; once with the examples' static DPUCluster, once with
+    docs/examples/kamaji's (same name), whose control plane the emulated Kamaji serves."""
+    tmp = tmp_path_factory.mktemp(f"services-{request.param}")
     port = free_port()
     docs = [d for d in with_bfb_port(example_docs(), port)
             if d["kind"] != "Node" or d["metadata"]["name"] == "worker-1"]  # fmt: skip
+    if request.param == "kamaji":
+        docs = [d for d in docs if d["kind"] != "DPUCluster"]
+        docs += [yaml.safe_load((EXAMPLES / "kamaji" / "03-dpucluster.yaml").read_text())]
     manifests = write_manifests(tmp / "manifests", docs + services_docs())
     sim = Sim(tmp / "sim", manifests, port, 1.0, extra=["--no-dpu-os"])
     sim.start()
