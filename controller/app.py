@@ -26,6 +26,7 @@ from controller.leader import LeaderElector
 from controller.logs import setup_logging
 from controller.manager import Controller, ControllerOptions
 from controller.metrics import ControllerMetrics
+from controller.operatorconfig.system_services import DEFAULT_DPU_NETWORKING_CHART, ChartError, parse_helm_chart
 from dpfd.config import ConfigError, GossipSettings
 from dpfd.daemon import version
 from dpfd.gc_tuning import tune_gc
@@ -58,6 +59,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--resync", type=float, default=300.0, help="informer resync period in seconds")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--metrics-listen", metavar="IP:PORT", help="serve Prometheus /metrics here (default: off)")
+    p.add_argument(
+        "--dpu-networking-chart",
+        default=DEFAULT_DPU_NETWORKING_CHART,
+        metavar="REPO/CHART:VERSION",
+        help="the chart of the system DPUServices (flannel, multus, sriov-device-plugin) when the DPFOperatorConfig "
+        "names none (default: %(default)s)",
+    )
     g = p.add_argument_group("gossip", "join the dpfds' gossip to mark DPUs whose daemons are down (off by default)")
     g.add_argument("--gossip-key-file", help="the dpfds' gossip key file (one base64 key per line); turns gossip on")
     g.add_argument("--gossip-bind", default="0.0.0.0:7946", help="host:port to listen on (UDP and TCP)")
@@ -72,6 +80,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--lease-ttl {args.lease_ttl:g}: must be at least 2 seconds (etcd's minimum lease TTL)")
     if args.workers < 1:
         p.error(f"--workers {args.workers}: must be at least 1")
+    try:
+        parse_helm_chart(args.dpu_networking_chart)
+    except ChartError as exc:
+        p.error(f"--dpu-networking-chart: {exc}")
     if args.metrics_listen:
         try:
             parse_listen(args.metrics_listen)
@@ -216,7 +228,9 @@ def run_main(argv: list[str]) -> int:
         etcd_endpoints=endpoints,
         identity=args.id,
         lease_ttl=args.lease_ttl,
-        options=ControllerOptions(workers=args.workers, resync=args.resync),
+        options=ControllerOptions(
+            workers=args.workers, resync=args.resync, dpu_networking_chart=args.dpu_networking_chart
+        ),
         gossip=gossip,
         metrics_listen=args.metrics_listen,
     )

@@ -44,6 +44,7 @@ from controller.operatorconfig.plan import CHAINS, IPAM, PROVISIONING, Plan, pla
 from controller.operatorconfig.plan import CREDENTIALS as CREDENTIALS_FAMILY
 from controller.operatorconfig.plan import DPUDEPLOYMENTS as DPUDEPLOYMENTS_FAMILY
 from controller.operatorconfig.plan import DPUSERVICES as DPUSERVICES_FAMILY
+from controller.operatorconfig.system_services import DEFAULT_DPU_NETWORKING_CHART
 from controller.operatorconfig.work import OperatorConfigWork
 from controller.publish import FenceLost, IntentPublisher
 from controller.reachability import NAME_INDEX, MemberLedger, affected_dpus, reachability_conditions
@@ -77,6 +78,9 @@ class ControllerOptions:
     node_effects: NodeEffectOptions | None = None  # drain timeout, eviction grace period
     cluster_health_interval: float = 30.0  # seconds between health checks of a DPUCluster's API server
     dpu_clusters: bool = True  # reach the DPU clusters (join commands, their Nodes, DPUCluster status)
+    dpu_networking_chart: str = (
+        DEFAULT_DPU_NETWORKING_CHART  # the system DPUServices' chart, unless the config names one
+    )
 
 
 class _LeaderWork:
@@ -237,8 +241,11 @@ class Controller:
         families the DPFOperatorConfig's plan leaves on (none while paused) and runs them until the plan changes,
         then stops them and the next generation starts afresh (a fresh publisher, everything enqueued)."""
         await self.wait_synced()
-        configs = OperatorConfigWork(self.kube, self.operator_configs)
+        configs = OperatorConfigWork(
+            self.kube, self.operator_configs, dpu_networking_chart=self.options.dpu_networking_chart
+        )
         self.operator_configs.add_handler(configs.on_config)
+        self.dpuservices.add_handler(configs.on_dpuservice)
         configs.enqueue_all()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -246,6 +253,7 @@ class Controller:
                 tg.create_task(self._run_generations(term), name="leader-generations")
         finally:
             self.operator_configs.remove_handler(configs.on_config)
+            self.dpuservices.remove_handler(configs.on_dpuservice)
             configs.shut_down()
 
     async def _run_generations(self, term: Term) -> None:

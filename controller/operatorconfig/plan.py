@@ -14,9 +14,9 @@ dpuServiceController                   dpuservices, dpudeployments, credentials,
 serviceSetController                   chains (our chains family also expands ServiceChainSets per DPU Node, the
                                        servicechainset-controller's work in the DPU cluster)
 nvipam                                 ipam (the DPUServiceIPAM pools are nv-ipam's)
-kamajiClusterManager,                  none: DPUCluster health lives in the provisioning context; Kamaji and
-staticClusterManager, flannel,         the DPU-side CNIs, the device plugin, OVS pieces and the detector are not
-multus, sriovDevicePlugin, ovsCNI,     run by this controller
+flannel, multus, sriovDevicePlugin     none: they are system DPUServices (system_services.py), deleted when off
+kamajiClusterManager,                  none: DPUCluster types live in the provisioning context; dpfd does the
+staticClusterManager, ovsCNI,          DPU-side CNI, flows, OVS and discovery work
 sfcController, ovsHelper, dpuDetector
 =====================================  ==========================================================================
 

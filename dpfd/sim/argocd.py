@@ -95,13 +95,31 @@ def image_of(values: Obj, name: str) -> str:
     return f"{name}:latest"
 
 
+def enabled_subcharts(values: Obj) -> list[str]:
+    """The subcharts an umbrella chart's values switch on (`<name>.enabled: true`), as DPF's dpu-networking chart
+    takes them for its system DPUServices."""
+    return sorted(k for k, v in values.items() if isinstance(v, dict) and v.get("enabled") is True)
+
+
 def rendered(app: Obj, namespace: str) -> list[Obj]:
     """What the emulated chart renders from the Application's values: a values ConfigMap and the service DaemonSet
-    (DPF's chart contract: serviceDaemonSet.{labels, annotations, nodeSelector, updateStrategy})."""
+    (DPF's chart contract: serviceDaemonSet.{labels, annotations, nodeSelector, updateStrategy}); an umbrella chart
+    renders a DaemonSet for each subchart its values enable instead."""
     values = values_of(app)
-    ds_values = values.get("serviceDaemonSet") or {}
     name = release_name(app)
     tracking = {INSTANCE_LABEL: _meta(app)["name"]}
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{name}-values", "namespace": namespace, "labels": tracking},
+        "data": {"values.yaml": yaml.safe_dump(values, sort_keys=True)},
+    }
+    workloads = enabled_subcharts(values) or [name]
+    return [configmap, *(_daemonset(w, namespace, values, tracking) for w in workloads)]
+
+
+def _daemonset(name: str, namespace: str, values: Obj, tracking: dict[str, str]) -> Obj:
+    ds_values = values.get("serviceDaemonSet") or {}
     selector = {"app.kubernetes.io/name": name, **tracking}
     pod_meta: Obj = {"labels": {**(ds_values.get("labels") or {}), **selector}}
     if ds_values.get("annotations"):
@@ -113,19 +131,12 @@ def rendered(app: Obj, namespace: str) -> list[Obj]:
     ds_spec: Obj = {"selector": {"matchLabels": selector}, "template": {"metadata": pod_meta, "spec": pod_spec}}
     if ds_values.get("updateStrategy"):
         ds_spec["updateStrategy"] = ds_values["updateStrategy"]
-    configmap = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": f"{name}-values", "namespace": namespace, "labels": tracking},
-        "data": {"values.yaml": yaml.safe_dump(values, sort_keys=True)},
-    }
-    daemonset = {
+    return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
         "metadata": {"name": name, "namespace": namespace, "labels": {**(ds_values.get("labels") or {}), **tracking}},
         "spec": ds_spec,
     }
-    return [configmap, daemonset]
 
 
 def _collection(api_version: str, kind: str, namespace: str) -> str:

@@ -36,6 +36,11 @@ APPS = {
     f"{CLUSTER}-dummydpuservice": ("dummydpuservice", CLUSTER, "doca-platform-project-dpu"),
     f"{CLUSTER}-hbn-deployment-hbn": ("hbn-deployment-hbn", CLUSTER, "doca-platform-project-dpu"),
     "in-cluster-host-telemetry": ("host-telemetry", "in-cluster", "doca-platform-project-host"),
+    # The DPFOperatorConfig's system DPUServices.
+    **{
+        f"{CLUSTER}-{name}": (name, CLUSTER, "doca-platform-project-dpu")
+        for name in ("flannel", "multus", "sriov-device-plugin")
+    },
 }
 
 
@@ -92,7 +97,7 @@ def decoded(secret: dict[str, Any]) -> dict[str, str]:
 
 
 def applications_table(sim: Sim) -> dict[str, list[str]] | None:
-    """`kubectl get applications -A` by name: [namespace, name, sync, health, age], once all three are Synced."""
+    """`kubectl get applications -A` by name: [namespace, name, sync, health, age], once all are Synced."""
     out = kubectl(sim.kubeconfig, "get", "applications", "-A")
     assert out.returncode == 0, out.stderr
     rows = {cols[1]: cols for cols in (line.split() for line in out.stdout.splitlines()[1:]) if cols}
@@ -102,7 +107,7 @@ def applications_table(sim: Sim) -> dict[str, list[str]] | None:
 
 
 def test_the_manifests_become_dpfs_argocd_objects_generated_objects_and_secrets(sim: Sim) -> None:
-    wait_for(lambda: applications_table(sim), 40, "three Applications Synced and Healthy")
+    wait_for(lambda: applications_table(sim), 40, f"{len(APPS)} Applications Synced and Healthy")
     for app_name, (service, cluster, project) in APPS.items():
         app = get(sim.kubeconfig, "application", app_name)
         assert app is not None
@@ -183,7 +188,10 @@ def test_the_manifests_become_dpfs_argocd_objects_generated_objects_and_secrets(
     assert pull is not None and "dpu.nvidia.com/image-pull-secret" in pull["metadata"]["labels"]
     daemonsets = kubectl_json(dpu, "get", "ds", "-A")["items"]
     by_instance = {d["metadata"]["labels"]["app.kubernetes.io/instance"]: d for d in daemonsets}
-    assert set(by_instance) == {f"{CLUSTER}-dummydpuservice", f"{CLUSTER}-hbn-deployment-hbn"}
+    assert set(by_instance) == {f"{CLUSTER}-dummydpuservice", f"{CLUSTER}-hbn-deployment-hbn", f"{CLUSTER}-flannel",
+                                f"{CLUSTER}-multus", f"{CLUSTER}-sriov-device-plugin"}  # fmt: skip
+    for name in ("flannel", "multus", "sriov-device-plugin"):  # the dpu-networking chart's enabled subchart
+        assert by_instance[f"{CLUSTER}-{name}"]["metadata"]["name"] == name
     pod = by_instance[f"{CLUSTER}-dummydpuservice"]["spec"]["template"]
     assert pod["metadata"]["labels"]["svc.dpu.nvidia.com/service"] == "dummydpuservice"
     assert pod["spec"]["containers"][0]["image"] == "ghcr.io/nvidia/dummydpuservice:0.1.0"
@@ -192,7 +200,7 @@ def test_the_manifests_become_dpfs_argocd_objects_generated_objects_and_secrets(
 
 
 def test_a_changed_dpuservice_is_synced_again_and_a_deleted_one_waits_for_argocd_to_prune(sim: Sim) -> None:
-    wait_for(lambda: applications_table(sim), 40, "three Applications Synced and Healthy")
+    wait_for(lambda: applications_table(sim), 40, f"{len(APPS)} Applications Synced and Healthy")
     dpu = dpu_kubeconfig(sim)
     patch = {"spec": {"helmChart": {"source": {"version": "0.2.0"},
                                     "values": {"image": "ghcr.io/nvidia/dummydpuservice:0.2.0"}}}}  # fmt: skip

@@ -8,11 +8,13 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from controller_harness import NS, KubeEnv, dpuset_obj, intents, kube, node_obj, start_replica, store, wait_until
 
 from controller.operatorconfig.plan import DPUSERVICES
 from controller.operatorconfig.status import REASON_PAUSED
 from dpfd.api.intents import ObjectRef
+from dpfd.sim.argocd_crds import argocd_crds
 from dpfd.store import Store
 from dpfd.store import keys as store_keys
 
@@ -22,6 +24,13 @@ OPERATOR = "operator.dpu.nvidia.com/v1alpha1"
 SVC = "svc.dpu.nvidia.com/v1alpha1"
 PULL_LABEL = "dpu.nvidia.com/image-pull-secret"
 QUIET = 1.0  # how long something that must not happen is watched for, once the controller has seen its cause
+
+
+@pytest.fixture(autouse=True)
+async def argocd(kube: KubeEnv) -> None:
+    """ArgoCD's kinds, where the system DPUServices' Applications and AppProjects go (no DPU cluster here: none
+    needs an Application, so they are Ready once their AppProjects exist)."""
+    await kube.server.register_crds(argocd_crds())
 
 
 def config_obj(**spec: Any) -> dict[str, Any]:
@@ -67,8 +76,8 @@ async def test_pause_holds_dpuset_changes_back_and_unpause_lets_them_through(
         intent = await wait_until(lambda: intent_of(store, "worker-0", dpu), what="the DPU's intent")
         assert intent["spec"]["cluster"]["nodeLabels"] == {"role": "worker"}
         assert intent["context"]["mtu"] == 9000 and intent["context"]["controlPlaneMTU"] == 1400
-        ready = await wait_until(lambda: condition(kube, "Ready"), what="Ready on the config")
-        assert ready["status"] == "True"
+        # Ready once its system DPUServices are (no DPU cluster here: they have no Applications to wait for).
+        await wait_until(lambda: (condition(kube, "Ready") or {}).get("status") == "True", what="Ready on the config")
 
         await kube.server.apply_object(config_obj(overrides={"paused": True}))
         ctl = replica.controller
@@ -179,5 +188,51 @@ async def test_image_pull_secrets_are_labelled_for_mirroring(
         assert not labelled("old-cred"), "a Secret no longer listed kept the label"
         assert (condition(kube, "SystemComponentsReconciled") or {}).get("status") == "True"
         assert (condition(kube, "Ready") or {}).get("status") == "True"
+    finally:
+        await replica.stop()
+
+
+async def test_system_dpuservices_follow_the_config(kube: KubeEnv, store: Store, etcd_endpoints: list[str]) -> None:
+    """flannel, multus and sriov-device-plugin as DPUServices (the DPUService family takes them on); a disabled one
+    is deleted, a component's helmChart replaces the release chart, and a malformed one is reported, not written."""
+
+    def services() -> dict[str, dict[str, Any]]:
+        return {s["metadata"]["name"]: s for s in kube.server.objects(SVC, "DPUService", NS)}
+
+    await kube.server.apply_object(config_obj())
+    replica = await start_replica(kube, etcd_endpoints)
+    try:
+        await wait_until(lambda: set(services()) == {"flannel", "multus", "sriov-device-plugin"},
+                         what="the three system DPUServices")  # fmt: skip
+        for name, svc in services().items():
+            assert svc["metadata"]["labels"]["dpu.nvidia.com/component"] == name
+            assert svc["spec"]["helmChart"]["source"]["chart"] == "dpu-networking"
+            assert svc["spec"]["helmChart"]["values"][name] == {"enabled": True}
+        # The DPUService family takes them on (its finalizer), and the config is Ready once they are.
+        await wait_until(lambda: all(s["metadata"].get("finalizers") for s in services().values()),
+                         what="the DPUService family's finalizers")  # fmt: skip
+        await wait_until(lambda: (condition(kube, "SystemComponentsReady") or {}).get("status") == "True",
+                         what="SystemComponentsReady")  # fmt: skip
+
+        chart = "oci://registry.example.com/charts/flannel:v0.26.0"
+        await kube.server.apply_object(config_obj(multus={"disable": True}, flannel={"helmChart": chart}))
+        await wait_until(lambda: "multus" not in services(), what="the disabled multus DPUService deleted")
+        await wait_until(
+            lambda: (
+                services()["flannel"]["spec"]["helmChart"]["source"]
+                == {"repoURL": "oci://registry.example.com/charts", "chart": "flannel", "version": "v0.26.0"}
+            ),
+            what="flannel on its own chart",
+        )
+        assert services()["flannel"]["spec"]["helmChart"]["values"]["podCidr"] == "10.36.0.0/16"
+
+        await kube.server.apply_object(config_obj(flannel={"helmChart": "flannel-latest"}))
+        failed = await wait_until(
+            lambda: (c := condition(kube, "SystemComponentsReconciled")) and c["status"] == "False" and c,
+            what="SystemComponentsReconciled False for the malformed chart",
+        )
+        assert "spec.flannel.helmChart" in failed["message"] and "invalid format flannel-latest" in failed["message"]
+        assert (condition(kube, "Ready") or {}).get("status") == "False"
+        assert "multus" not in services()  # nothing written from a config that could not be read whole
     finally:
         await replica.stop()

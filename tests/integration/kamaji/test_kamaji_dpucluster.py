@@ -139,8 +139,8 @@ async def test_kamaji_dpucluster_creating_then_ready_on_the_emulated_control_pla
         plane = kamaji.planes[(NS, NAME)]
         assert plane.server.url == f"https://127.0.0.1:{node_port}"  # the node port, as Kamaji's answers there
         service = server.get_object("v1", "Service", NAME, NS) or {}
-        assert {"kind": "TenantControlPlane", "name": NAME, "controller": True}.items() <= [
-            r for r in service["metadata"]["ownerReferences"] if r["kind"] == "TenantControlPlane"][0].items()  # fmt: skip
+        kamaji_ref = next(r for r in service["metadata"]["ownerReferences"] if r["kind"] == "TenantControlPlane")
+        assert (kamaji_ref["name"], kamaji_ref["controller"]) == (NAME, True)
         assert service["spec"]["ports"][0]["nodePort"] == node_port  # Kamaji keeps the port it was given
         tcp = server.get_object(TCP, "TenantControlPlane", NAME, NS) or {}
         assert tcp["status"]["kubernetesResources"]["version"] == {"status": "Ready", "version": "v1.30.2"}
