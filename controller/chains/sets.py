@@ -31,12 +31,11 @@ from controller.kube.objects import (
     key_of,
     resource_version_of,
 )
-from controller.kube.resources import ResourceType
+from controller.kube.resources import NAMESPACES, ResourceType
 
 log = logging.getLogger(__name__)
 
 CRDS = ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False)
-NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace", namespaced=False)
 
 _SetId = tuple[ObjKey, str, ObjKey]  # DPU cluster, set kind, set namespace/name
 SetChanged = Callable[[str, ObjKey], None]  # (set kind, set key = its parent's key): reconcile the parent

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.credentials.refs import parse_time
-from controller.credentials.resources import SERVICE_ACCOUNTS
 from controller.credentials.targets import ReconcileError
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.objects import Obj, ObjKey
+from controller.kube.resources import SERVICE_ACCOUNTS
 
 TOKEN_REQUEST_API_VERSION = "authentication.k8s.io/v1"
 

@@ -3,10 +3,10 @@ annotations, its data replaced when a new token comes and kept otherwise."""
 
 from __future__ import annotations
 
-from controller.credentials.resources import SECRETS
 from controller.credentials.targets import ReconcileError
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.objects import Obj, ObjKey, meta
+from controller.kube.resources import SECRETS
 
 
 async def read_secret(client: KubeClient, where: ObjKey) -> Obj | None:

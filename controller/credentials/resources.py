@@ -11,8 +11,6 @@ SVC_GROUP: Final = "svc.dpu.nvidia.com"
 CREDENTIAL_REQUESTS = ResourceType(
     SVC_GROUP, "v1alpha1", "dpuservicecredentialrequests", "DPUServiceCredentialRequest", namespaced=True
 )
-SERVICE_ACCOUNTS = ResourceType("", "v1", "serviceaccounts", "ServiceAccount", namespaced=True)
-SECRETS = ResourceType("", "v1", "secrets", "Secret", namespaced=True)
 
 FINALIZER: Final = "dpu.nvidia.com/dpuservicecredentialrequest"
 TYPE_KUBECONFIG: Final = "kubeconfig"

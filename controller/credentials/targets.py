@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.credentials.access import AccessError, ClusterAccess, access_from_admin
-from controller.credentials.resources import SECRETS
 from controller.dpucluster import DpuClusterError, DpuClusters
 from controller.dpucluster.kubeconfig import KubeconfigError, parse_admin_secret
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.informer import Informer
 from controller.kube.objects import ObjKey
+from controller.kube.resources import SECRETS
 
 
 class ReconcileError(Exception):

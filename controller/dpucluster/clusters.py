@@ -16,12 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controller.dpucluster.kubeconfig import AdminKubeconfig, KubeconfigError, parse_admin_secret
-from controller.dpucluster.resources import SECRETS
 from controller.dpucluster.tokens import TOKEN_NAMESPACE, BootstrapToken, new_token, ours, token_secret
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.informer import EventType, Informer
 from controller.kube.objects import Obj, ObjKey, key_of, labels_of, name_of
-from controller.kube.resources import NODES
+from controller.kube.resources import NODES, SECRETS
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,10 @@ from typing import Any
 
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.objects import Obj, controller_owner_ref, name_of, namespace_of
-from controller.kube.resources import ResourceType
+from controller.kube.resources import CONFIGMAPS, DAEMONSETS, SERVICES, ResourceType
 
 TENANT_CONTROL_PLANES = ResourceType("kamaji.clastix.io", "v1alpha1", "tenantcontrolplanes", "TenantControlPlane",
                                      namespaced=True)  # fmt: skip
-SERVICES = ResourceType("", "v1", "services", "Service", namespaced=True)
-CONFIGMAPS = ResourceType("", "v1", "configmaps", "ConfigMap", namespaced=True)
-DAEMONSETS = ResourceType("apps", "v1", "daemonsets", "DaemonSet", namespaced=True)
 DPUCLUSTER_API_VERSION = "provisioning.dpu.nvidia.com/v1alpha1"
 API_PORT_NAME = "kube-apiserver"
 API_PORT = 6443  # any value: Kamaji sets the Service's port once the TenantControlPlane exists

@@ -4,5 +4,4 @@ from __future__ import annotations
 
 from controller.kube.resources import PROVISIONING_GROUP, ResourceType
 
-SECRETS = ResourceType("", "v1", "secrets", "Secret", namespaced=True)
 DPUCLUSTERS = ResourceType(PROVISIONING_GROUP, "v1alpha1", "dpuclusters", "DPUCluster", namespaced=True)

@@ -34,8 +34,16 @@ class ResourceType:
 
 PROVISIONING_GROUP = "provisioning.dpu.nvidia.com"
 
+# Built-in kinds more than one family reads or writes.
 NODES = ResourceType("", "v1", "nodes", "Node", namespaced=False)
 EVENTS = ResourceType("", "v1", "events", "Event", namespaced=True)
+NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace", namespaced=False)
+SECRETS = ResourceType("", "v1", "secrets", "Secret", namespaced=True)
+CONFIGMAPS = ResourceType("", "v1", "configmaps", "ConfigMap", namespaced=True)
+SERVICES = ResourceType("", "v1", "services", "Service", namespaced=True)
+SERVICE_ACCOUNTS = ResourceType("", "v1", "serviceaccounts", "ServiceAccount", namespaced=True)
+PODS = ResourceType("", "v1", "pods", "Pod", namespaced=True)
+DAEMONSETS = ResourceType("apps", "v1", "daemonsets", "DaemonSet", namespaced=True)
 DPUSETS = ResourceType(PROVISIONING_GROUP, "v1alpha1", "dpusets", "DPUSet", namespaced=True)
 DPUS = ResourceType(PROVISIONING_GROUP, "v1alpha1", "dpus", "DPU", namespaced=True)
 BFBS = ResourceType(PROVISIONING_GROUP, "v1alpha1", "bfbs", "BFB", namespaced=True)

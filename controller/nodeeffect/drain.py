@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.objects import Obj, annotations_of, is_deleting, meta
-from controller.kube.resources import ResourceType
+from controller.kube.resources import PODS
 
-PODS = ResourceType("", "v1", "pods", "Pod", namespaced=True)
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 # The eviction subresource's cause: "The disruption budget <name> needs 1 healthy pods and has 1 currently"
 _BUDGET_CAUSE = re.compile(r"^The disruption budget (\S+) ")

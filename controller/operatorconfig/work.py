@@ -22,6 +22,7 @@ from controller.chains.status import status_patch
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.informer import EventType, Informer
 from controller.kube.objects import Obj, ObjKey, describe, key_of, labels_of, name_of
+from controller.kube.resources import SECRETS
 from controller.object_work import ObjectWork
 from controller.operatorconfig import status as st
 from controller.operatorconfig.plan import is_paused, spec_of
@@ -34,7 +35,7 @@ from controller.operatorconfig.system_services import (
 from controller.queue import DONE, Result
 from controller.reconcilers.provisioning import status_only_change
 from controller.services.apply import apply, delete_if_present
-from controller.services.resources import COMPONENT_LABEL, DPFOPERATORCONFIGS, DPUSERVICES, SECRETS
+from controller.services.resources import COMPONENT_LABEL, DPFOPERATORCONFIGS, DPUSERVICES
 from dpfd.api.conditions import Condition
 from dpfd.api.wellknown import IMAGE_PULL_SECRET_LABEL
 

@@ -9,8 +9,7 @@ from typing import Any
 from controller.chains.setobjects import merge_patch_to
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.objects import Obj, resource_version_of
-from controller.kube.resources import ResourceType
-from controller.services.resources import NAMESPACES
+from controller.kube.resources import NAMESPACES, ResourceType
 
 _META = ("apiVersion", "kind", "metadata")
 

@@ -15,8 +15,6 @@ APPPROJECTS = ResourceType(ARGO_GROUP, "v1alpha1", "appprojects", "AppProject", 
 DPFOPERATORCONFIGS = ResourceType(
     "operator.dpu.nvidia.com", "v1alpha1", "dpfoperatorconfigs", "DPFOperatorConfig", namespaced=True
 )
-SECRETS = ResourceType("", "v1", "secrets", "Secret", namespaced=True)
-NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace", namespaced=False)
 
 # ArgoCD's names (internal/argocd/utils.go, dpuservice_controller.go).
 APP_FINALIZER: Final = "resources-finalizer.argocd.argoproj.io"

@@ -47,6 +47,7 @@ from controller.kube.objects import (
     namespace_of,
     resource_version_of,
 )
+from controller.kube.resources import SECRETS
 from controller.object_work import ObjectWork
 from controller.queue import DONE, Result
 from controller.reconcilers.provisioning import status_only_change
@@ -59,7 +60,6 @@ from controller.services.resources import (
     DPUSERVICES,
     IN_CLUSTER,
     PROJECT_DPU,
-    SECRETS,
     SKIP_RECONCILE,
 )
 from controller.services.rollout import RolloutPlan, budget_of, plan_rollout, rollout_condition

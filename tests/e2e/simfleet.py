@@ -47,6 +47,12 @@ def example_docs() -> list[dict[str, Any]]:
     return docs
 
 
+def kamaji_dpucluster() -> dict[str, Any]:
+    """docs/examples/kamaji's DPUCluster: the examples' DPU cluster (same name) as type kamaji."""
+    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / "kamaji" / "03-dpucluster.yaml").read_text())
+    return doc
+
+
 def bfb_url(port: int, name: str) -> str:
     return f"http://127.0.0.1:{port}/{name}.bfb"
 

@@ -15,10 +15,10 @@ import yaml
 
 from dpfd.sim.ports import free_port
 from tests.e2e.simfleet import (
-    EXAMPLES,
     Sim,
     example_docs,
     is_ready,
+    kamaji_dpucluster,
     kubectl,
     kubectl_json,
     wait_for,
@@ -31,18 +31,13 @@ CLUSTER = "dpu-cplane-tenant1"
 HOST = "worker-1"
 
 
-def kamaji_cluster() -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / "kamaji" / "03-dpucluster.yaml").read_text())
-    return doc
-
-
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     tmp = tmp_path_factory.mktemp("kamaji")
     port = free_port()
     docs = [d for d in with_bfb_port(example_docs(), port)
             if d["kind"] != "DPUCluster" and (d["kind"] != "Node" or d["metadata"]["name"] == HOST)]  # fmt: skip
-    sim = Sim(tmp / "sim", write_manifests(tmp / "manifests", [*docs, kamaji_cluster()]), port, 2.0)
+    sim = Sim(tmp / "sim", write_manifests(tmp / "manifests", [*docs, kamaji_dpucluster()]), port, 2.0)
     sim.start()
     try:
         sim.wait_up()

@@ -22,6 +22,7 @@ from tests.e2e.simfleet import (
     EXAMPLES,
     Sim,
     example_docs,
+    kamaji_dpucluster,
     kubectl,
     kubectl_json,
     wait_for,
@@ -62,7 +63,7 @@ def sim(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             if d["kind"] != "Node" or d["metadata"]["name"] == "worker-1"]  # fmt: skip
     if request.param == "kamaji":
         docs = [d for d in docs if d["kind"] != "DPUCluster"]
-        docs += [yaml.safe_load((EXAMPLES / "kamaji" / "03-dpucluster.yaml").read_text())]
+        docs += [kamaji_dpucluster()]
     manifests = write_manifests(tmp / "manifests", docs + services_docs())
     sim = Sim(tmp / "sim", manifests, port, 1.0, extra=["--no-dpu-os"])
     sim.start()

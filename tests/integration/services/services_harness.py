@@ -19,8 +19,8 @@ from controller.chains.family import DPUSERVICEINTERFACES
 from controller.dpucluster import DpuClusters
 from controller.kube.client import KubeClient
 from controller.kube.informer import Handler, Informer
-from controller.kube.resources import DPUCLUSTERS
-from controller.services.resources import APPLICATIONS, DPFOPERATORCONFIGS, DPUSERVICES, SECRETS
+from controller.kube.resources import DPUCLUSTERS, SECRETS
+from controller.services.resources import APPLICATIONS, DPFOPERATORCONFIGS, DPUSERVICES
 from controller.services.work import ServiceWork
 from dpfd.api.crds import generate_crds
 from dpfd.sim.kubeapi import KubeApiServer
