@@ -95,3 +95,12 @@ def test_kamaji_dpucluster_gets_its_control_plane_from_the_emulated_kamaji_and_t
     node = nodes[dpu["metadata"]["name"]]
     assert [c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready"] == ["True"]
     assert node["metadata"]["labels"].get("dpf.nvidia.com/dpu-role") == "worker"
+
+    # dpf-sim's progress lines follow the DPUCluster as they follow DPUs.
+    def cluster_lines() -> list[str]:
+        return [line for line in sim.output().splitlines() if f"DPUCluster {NS}/{CLUSTER}: " in line]
+
+    wait_for(lambda: any(ln.endswith("phase Ready [Ready]") for ln in cluster_lines()), 10, "a DPUCluster Ready line")
+    phases = [ln.split("phase ", 1)[1].split(" [")[0] for ln in cluster_lines() if "phase " in ln]
+    assert phases[-1] == "Ready", phases
+    assert "Creating" not in phases or phases.index("Creating") < phases.index("Ready"), phases  # seen in order
