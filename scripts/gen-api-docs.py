@@ -34,6 +34,7 @@ from controller.credentials import conditions as cred_conditions
 from controller.credentials import resources as cred
 from controller.dpudeployment import names as dd
 from controller.ipam import selection as ipam_status
+from controller.operatorconfig import status as opc_status
 from controller.reconcilers import bfb_status
 from controller.services import status as svc_status
 from dpfd.api import chains, conditions, intents, meta, operator, provisioning, services
@@ -338,6 +339,33 @@ CONDITIONS: dict[str, tuple[ConditionDoc, ...]] = {
             ("Success", "Pending", "Failure", "AwaitingDeletion"),
         )
         for t in dd.CONDITION_TYPES
+    ),
+    "DPFOperatorConfig": (
+        ConditionDoc(
+            opc_status.READY,
+            _LEADER,
+            "the conditions below are True (else the first that is not, with its reason; `Paused` while "
+            "`spec.overrides.paused`; `Error` when there is not exactly one DPFOperatorConfig)",
+            (opc_status.REASON_SUCCESS, opc_status.REASON_PENDING, opc_status.REASON_ERROR, opc_status.REASON_PAUSED),
+        ),
+        ConditionDoc(
+            opc_status.IMAGE_PULL_SECRETS_RECONCILED,
+            _LEADER,
+            "every Secret in `spec.imagePullSecrets` carries `dpu.nvidia.com/image-pull-secret` (others lost it)",
+            (opc_status.REASON_SUCCESS, opc_status.REASON_ERROR),
+        ),
+        ConditionDoc(
+            opc_status.SYSTEM_COMPONENTS_RECONCILED,
+            _LEADER,
+            "the system DPUServices (flannel, multus, sriov-device-plugin, unless disabled) are written",
+            (opc_status.REASON_SUCCESS, opc_status.REASON_ERROR),
+        ),
+        ConditionDoc(
+            opc_status.SYSTEM_COMPONENTS_READY,
+            _LEADER,
+            "each system DPUService is Ready",
+            (opc_status.REASON_SUCCESS, opc_status.REASON_PENDING),
+        ),
     ),
     "DPUServiceCredentialRequest": (
         ConditionDoc(
