@@ -156,11 +156,13 @@ class KamajiEmulator:
         try:
             kubeconfig = server.kubeconfig(context=name)
             await self._apply_secret(admin_secret(tcp, kubeconfig))
-            if self.kubeconfig_dir is not None:
-                self.kubeconfig_dir.mkdir(parents=True, exist_ok=True)
-                path = self.kubeconfig_dir / f"{ns}-{name}.kubeconfig"
-                path.write_text(yaml.safe_dump(kubeconfig, sort_keys=False))
-                path.chmod(0o600)
+            path = self._kubeconfig_file((ns, name))
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.touch(mode=0o600)
+                tmp.write_text(yaml.safe_dump(kubeconfig, sort_keys=False))
+                tmp.replace(path)  # whole or not at all for whoever reads it
             await self._report(tcp, plane)
         except BaseException:
             await self._stop((ns, name))
@@ -235,10 +237,16 @@ class KamajiEmulator:
             if resp.status != 200:
                 raise KamajiError(f"replacing Secret {ns}/{name}: HTTP {resp.status}: {await resp.text()}")
 
+    def _kubeconfig_file(self, key: tuple[str, str]) -> Path | None:
+        return self.kubeconfig_dir / f"{key[0]}-{key[1]}.kubeconfig" if self.kubeconfig_dir is not None else None
+
     async def _stop(self, key: tuple[str, str]) -> None:
         plane = self.planes.pop(key, None)
         if plane is not None:
             await plane.server.stop()
+            path = self._kubeconfig_file(key)
+            if path is not None:
+                path.unlink(missing_ok=True)
             log.info("TenantControlPlane %s/%s gone: its API server stopped", *key)
 
     def _session(self) -> aiohttp.ClientSession:

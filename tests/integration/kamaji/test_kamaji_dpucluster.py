@@ -223,6 +223,11 @@ async def test_the_kamaji_process_fulfils_a_tenant_control_plane(
         assert admin["clusters"][0]["cluster"]["server"] == f"https://127.0.0.1:{node_port}"
         async with await KubeClient.from_kubeconfig_dict(admin) as dpu:
             assert (await dpu.server_version()).get("gitVersion")
+
+        # A deleted TenantControlPlane takes its kubeconfig file with it.
+        await server.delete_object(TCP, "TenantControlPlane", "tcp-1", NS)
+        await eventually(lambda: not (tmp_path / "kubeconfigs" / f"{NS}-tcp-1.kubeconfig").exists(), within=10,
+                         what="the kubeconfig file removed")  # fmt: skip
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 20)
