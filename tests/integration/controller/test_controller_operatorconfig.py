@@ -187,7 +187,8 @@ async def test_image_pull_secrets_are_labelled_for_mirroring(
         assert labelled("regcred") and labelled("missing")
         assert not labelled("old-cred"), "a Secret no longer listed kept the label"
         assert (condition(kube, "SystemComponentsReconciled") or {}).get("status") == "True"
-        assert (condition(kube, "Ready") or {}).get("status") == "True"
+        # Ready once the system DPUServices are too (their AppProjects written: no DPU cluster needs more here).
+        await wait_until(lambda: (condition(kube, "Ready") or {}).get("status") == "True", what="Ready")
     finally:
         await replica.stop()
 
