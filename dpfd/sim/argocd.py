@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from dpfd.sim.watch import list_and_watch
+from dpfd.sim.watch import keep_watching
 
 log = logging.getLogger("dpfd.sim.argocd")
 
@@ -167,17 +167,12 @@ class ArgoEmulator:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as http:
             self.http = http
             try:
-                while True:
-                    try:
-                        await self._list_and_watch(http)
-                    except (aiohttp.ClientError, ValueError, KeyError) as exc:
-                        log.warning("watching Applications failed (%s); listing again", exc)
-                    await asyncio.sleep(1)
+                await self._watch_applications(http)
             finally:
                 for task in self.pending.values():
                     task.cancel()
 
-    async def _list_and_watch(self, http: aiohttp.ClientSession) -> None:
+    async def _watch_applications(self, http: aiohttp.ClientSession) -> None:
         async def listed(items: list[Obj]) -> None:
             for item in items:
                 self._changed(item)
@@ -188,7 +183,7 @@ class ArgoEmulator:
             else:
                 self._changed(app)
 
-        await list_and_watch(http, self.server + APPLICATIONS, "Applications", listed, event)
+        await keep_watching(http, self.server + APPLICATIONS, "Applications", listed, event, log=log)
 
     def _key(self, app: Obj) -> tuple[str, str]:
         return (str(_meta(app).get("namespace") or "default"), str(_meta(app)["name"]))

@@ -35,7 +35,7 @@ import yaml
 
 from dpfd.sim.kubeapi import KubeApiServer
 from dpfd.sim.kubeapi.tls import ensure_tls
-from dpfd.sim.watch import list_and_watch
+from dpfd.sim.watch import keep_watching
 
 log = logging.getLogger("dpfd.sim.kamaji")
 
@@ -97,12 +97,7 @@ class KamajiEmulator:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as http:
             self.http = http
             try:
-                while True:
-                    try:
-                        await self._list_and_watch(http)
-                    except (aiohttp.ClientError, KamajiError, ValueError, KeyError) as exc:
-                        log.warning("watching TenantControlPlanes failed (%s); listing again", exc)
-                    await asyncio.sleep(1)
+                await self._watch_control_planes(http)
             finally:
                 await self.close()
 
@@ -111,7 +106,7 @@ class KamajiEmulator:
         for plane in planes:
             await plane.server.stop()
 
-    async def _list_and_watch(self, http: aiohttp.ClientSession) -> None:
+    async def _watch_control_planes(self, http: aiohttp.ClientSession) -> None:
         async def listed(items: list[Obj]) -> None:
             for gone in set(self.planes) - {_key(t) for t in items}:
                 await self._stop(gone)
@@ -125,7 +120,8 @@ class KamajiEmulator:
             else:
                 await self._changed(tcp)
 
-        await list_and_watch(http, self.server + TCPS, "TenantControlPlanes", listed, event)
+        await keep_watching(http, self.server + TCPS, "TenantControlPlanes", listed, event, errors=(KamajiError,),
+                            log=log)  # fmt: skip
 
     async def _changed(self, tcp: Obj) -> None:
         key = _key(tcp)

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from dpfd.sim.watch import list_and_watch
+from dpfd.sim.watch import keep_watching
 
 API = "/apis/provisioning.dpu.nvidia.com/v1alpha1"
 KINDS = {"DPUCluster": API + "/dpuclusters", "DPU": API + "/dpus"}
@@ -50,11 +50,7 @@ class ProgressPrinter:
         async def changed(event: str, obj: dict[str, Any]) -> None:
             self._show(kind, event, obj)
 
-        while True:
-            try:
-                await list_and_watch(http, self.base_url + path, f"{kind}s", listed, changed)
-            except (aiohttp.ClientError, ValueError, KeyError):
-                await asyncio.sleep(1)
+        await keep_watching(http, self.base_url + path, f"{kind}s", listed, changed)
 
 
 def _why(obj: dict[str, Any]) -> str:

@@ -1,9 +1,12 @@
 """List, then watch, one kind on an API server over HTTP: the loop the sim's stand-in controllers (the emulated
-ArgoCD and Kamaji) run. It returns when the watch ends or the server reports an error; the caller lists again."""
+ArgoCD and Kamaji) and dpf-sim's progress lines run. `list_and_watch` returns when the watch ends or the server
+reports an error; `keep_watching` lists again, for ever."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,3 +40,25 @@ async def list_and_watch(
                 return  # 410 Gone or similar: list again
             if kind in ("ADDED", "MODIFIED", "DELETED"):
                 await on_event(kind, event["object"])
+
+
+async def keep_watching(
+    http: aiohttp.ClientSession,
+    url: str,
+    what: str,
+    on_list: Callable[[list[Obj]], Awaitable[None]],
+    on_event: Callable[[str, Obj], Awaitable[None]],
+    *,
+    errors: tuple[type[BaseException], ...] = (),
+    log: logging.Logger | None = None,
+) -> None:
+    """`list_and_watch` until cancelled: after the watch ends or fails (an HTTP or decoding error, or one of
+    `errors` from the handlers; logged to `log` when given) it lists again a second later."""
+    caught: tuple[type[BaseException], ...] = (aiohttp.ClientError, ValueError, KeyError, *errors)
+    while True:
+        try:
+            await list_and_watch(http, url, what, on_list, on_event)
+        except caught as exc:
+            if log is not None:
+                log.warning("watching %s failed (%s); listing again", what, exc)
+        await asyncio.sleep(1)
