@@ -12,7 +12,7 @@ from controller.dpudeployment.names import (
     REASON_PENDING,
     REASON_SUCCESS,
 )
-from controller.kube.objects import Obj, key_of
+from controller.kube.objects import Obj, condition_true, key_of
 from controller.kube.resources import DPUSETS
 from dpfd.api.conditions import Condition
 
@@ -60,13 +60,6 @@ class Conditions:
         return [top, *out]
 
 
-def _ready_condition(obj: Obj) -> bool:
-    for raw in (obj.get("status") or {}).get("conditions") or []:
-        if isinstance(raw, dict) and raw.get("type") == COND_READY:
-            return raw.get("status") == "True"
-    return False
-
-
 def _dpuset_ready(obj: Obj) -> bool:
     """Every DPU the set counts is Ready (DPUSets have no Ready condition, only per-phase counts)."""
     stats = (obj.get("status") or {}).get("dpuStatistics") or {}
@@ -75,5 +68,6 @@ def _dpuset_ready(obj: Obj) -> bool:
 
 def not_ready(kind: str, objs: Iterable[Obj]) -> list[str]:
     """The `ns/name` of those of `objs` not Ready yet."""
-    ready = _dpuset_ready if kind == DPUSETS.kind else _ready_condition
-    return sorted(str(key_of(o)) for o in objs if not ready(o))
+    if kind == DPUSETS.kind:
+        return sorted(str(key_of(o)) for o in objs if not _dpuset_ready(o))
+    return sorted(str(key_of(o)) for o in objs if not condition_true(o, COND_READY))

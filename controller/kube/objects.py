@@ -62,6 +62,14 @@ def is_deleting(obj: Obj) -> bool:
     return bool(meta(obj).get("deletionTimestamp"))
 
 
+def condition_true(obj: Obj | None, type_: str) -> bool:
+    """Whether the object's first status condition of `type_` is True."""
+    for raw in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if isinstance(raw, dict) and raw.get("type") == type_:
+            return raw.get("status") == "True"
+    return False
+
+
 def describe(kind: str, key: ObjKey | Obj) -> str:
     """`Kind ns/name`, how logs and errors name an object."""
     k = key if isinstance(key, ObjKey) else key_of(key)

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from controller.chains.status import status_patch
 from controller.kube.client import ApiError, KubeClient
 from controller.kube.informer import EventType, Informer
-from controller.kube.objects import Obj, ObjKey, describe, key_of, labels_of, name_of
+from controller.kube.objects import Obj, ObjKey, condition_true, describe, key_of, labels_of, name_of
 from controller.kube.resources import SECRETS
 from controller.object_work import ObjectWork
 from controller.operatorconfig import status as st
@@ -114,7 +114,7 @@ class OperatorConfigWork(ObjectWork):
             if is_system_service(obj) and name not in {name_of(w) for w in wanted}:
                 await delete_if_present(self.client, DPUSERVICES, namespace, name)  # its component was disabled
                 log.info("system DPUService deleted", extra={"object": describe("DPUService", key_of(obj))})
-        return [name_of(w) for w in wanted if not _is_ready(by_name.get(name_of(w)))]
+        return [name_of(w) for w in wanted if not condition_true(by_name.get(name_of(w)), "Ready")]
 
     async def _label_pull_secrets(self, config: Obj) -> None:
         """DPF's reconcileImagePullSecrets: label the listed Secrets, unlabel the others that carry the label."""
@@ -158,8 +158,3 @@ class OperatorConfigWork(ObjectWork):
     def enqueue_all(self) -> None:
         for key in self.configs.list_keys():
             self.queue.add(key)
-
-
-def _is_ready(obj: Obj | None) -> bool:
-    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
