@@ -193,7 +193,7 @@ class Fleet:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
             while True:
                 if proc.poll() is not None:
-                    raise SimError(f"{name} exited with {proc.returncode}; see {self.state_dir}/logs/{name}.log")
+                    raise SimError(_exited(name, proc.returncode, self.state_dir / "logs" / f"{name}.log"))
                 try:
                     async with http.get(url + "/version", timeout=aiohttp.ClientTimeout(total=1)) as resp:
                         if resp.status == 200 and kubeconfig.exists():
@@ -249,7 +249,7 @@ class Fleet:
         deadline = time.monotonic() + 30
         while "ready" not in _lines(log):
             if proc.poll() is not None:
-                raise SimError(f"{what} exited with {proc.returncode}; see {log}")
+                raise SimError(_exited(what, proc.returncode, log))
             if time.monotonic() > deadline:
                 raise SimError(f"{what} was not ready within 30 s; see {log}")
             await asyncio.sleep(0.05)
@@ -310,7 +310,7 @@ class Fleet:
         deadline = time.monotonic() + 60
         while not any(line.startswith("ready ") for line in _lines(log)):
             if proc.poll() is not None:
-                raise SimError(f"the emulated hardware exited with {proc.returncode}; see {log}")
+                raise SimError(_exited("the emulated hardware", proc.returncode, log))
             if time.monotonic() > deadline:
                 raise SimError(f"the emulated hardware was not ready within 60 s; see {log}")
             await asyncio.sleep(0.05)
@@ -322,7 +322,7 @@ class Fleet:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                raise SimError(f"{name} exited with {proc.returncode}; see {self.state_dir}/logs/{name}.log")
+                raise SimError(_exited(name, proc.returncode, self.state_dir / "logs" / f"{name}.log"))
             with contextlib.suppress(OSError):
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.close()
@@ -356,7 +356,7 @@ class Fleet:
         try:
             while not stop.is_set():
                 for name, code in self.processes.exited():
-                    self.say(f"{name} exited with code {code}; see {self.state_dir}/logs/{name}.log")
+                    self.say(_exited(name, code, self.state_dir / "logs" / f"{name}.log"))
                     stop.set()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=0.5)
@@ -381,6 +381,12 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _exited(what: str, code: int | None, log: Path, tail: int = 15) -> str:
+    """What exited, and the end of its log: the reason is there, and a caller may not get to read the file."""
+    lines = _lines(log)[-tail:]
+    return f"{what} exited with {code}; the end of {log}:\n    " + "\n    ".join(lines or ["(empty)"])
 
 
 def _lines(path: Path) -> list[str]:

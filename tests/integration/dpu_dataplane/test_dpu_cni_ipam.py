@@ -158,8 +158,10 @@ async def test_pods_gone_without_del_are_collected(env: Env) -> None:
         assert (await env.plugin.run("ADD", "keep", ns_path(keep)))[0] == 0
         with netns("dpf-ipam-pod") as gone:
             assert (await env.plugin.run("ADD", "gone", ns_path(gone)))[0] == 0
-        # the namespace went with the pod end; the veth pair with it, the address and the OVS port stay
-        assert host_ifname("gone", "eth1") not in links(env.ovs.netns)
+        # the namespace went with the pod end, the veth pair with it (the kernel cleans a namespace up in the
+        # background, so a moment later); the address and the OVS port stay
+        gone_end = host_ifname("gone", "eth1")
+        await eventually(lambda: gone_end not in links(env.ovs.netns), 5, "the kernel removing the gone pod's veth")
         assert set(await env.owners("sfc")) == {"keep/eth1", "gone/eth1"}
         assert await env.dataplane.cni.collect_leaks(BR) == [("sfc", "gone/eth1")]
         assert set(await env.owners("sfc")) == {"keep/eth1"}
