@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from dpfd.store import keys as store_keys
 __all__ = ["kube", "store"]  # fixtures
 
 DPUSET = "dpuset-a"
+PROVISIONING_LOG = "controller.reconcilers.provisioning"
 OLD_BFB, NEW_BFB = "bf-bundle", "bf-bundle-2"
 INSTALL_SECONDS = 0.3  # how long an emulated host takes to bring a recreated DPU to Ready
 RELEASE_SECONDS = 0.1  # how long it takes to let go of a deleted DPU
@@ -62,6 +64,7 @@ class EmulatedHosts:
     tokens: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     failures: list[BaseException] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)  # the controller's "DPU deletion finished": object, reason
 
     async def report(self, dpu: dict[str, Any], phase: str, conditions: list[Condition], **details: Any) -> None:
         await write_report(
@@ -117,18 +120,43 @@ class EmulatedHosts:
 
 @contextlib.asynccontextmanager
 async def emulated_hosts(kube: KubeEnv, store: Store, nodes: list[str]) -> AsyncIterator[EmulatedHosts]:
+    import logging as _l
+
     for node in nodes:
-        await store.put(store_keys.member_key(node), '{"role": "host"}')
+        r = await store.put(store_keys.member_key(node), '{"role": "host"}')
+        _l.getLogger("DEBUG").warning("member put %s %s", node, r)
     hosts = EmulatedHosts(kube, store)
+    recorder = _DeletionsFinished(hosts.finished)
+    logger = logging.getLogger(PROVISIONING_LOG)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(recorder)
     runner = asyncio.create_task(hosts.run())
     try:
         yield hosts
+    except BaseException as e:
+        e.add_note(f"DPU deletions the controller finished: {hosts.finished}")
+        raise
     finally:
+        logger.removeHandler(recorder)
+        logger.setLevel(level)
         runner.cancel()
         for t in [runner, *hosts.tasks]:
             t.cancel()
         await asyncio.gather(runner, *hosts.tasks, return_exceptions=True)
     assert not hosts.failures, f"emulated hosts failed: {hosts.failures[0]!r}"
+    # Every host here is a member and lets go of what it is asked to: no deletion may finish another way.
+    assert all("released by node" in f for f in hosts.finished), hosts.finished
+
+
+class _DeletionsFinished(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.INFO)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "DPU deletion finished":
+            self.into.append(f"{getattr(record, 'object', '?')}: {getattr(record, 'reason', '?')}")
 
 
 def is_ready(dpu: dict[str, Any] | None) -> bool:
@@ -278,6 +306,9 @@ async def test_deselected_and_orphaned_dpus_are_deleted_once_released(
             await wait_until(held, what=f"{doomed} deleting, held by the finalizer until released")
             hosts.release = True
             await wait_until(lambda: all(kube.dpu(n) is None for n in doomed), what=f"{doomed} gone once released")
+            # (the controller logs it once the API server has answered, which may be after the DPU is gone)
+            expected = [f"DPU {NS}/{n}: released by node {n.removesuffix('-0000-03-00')}" for n in sorted(doomed)]
+            await wait_until(lambda: sorted(hosts.finished) == expected, what=f"{expected} logged")
             assert all(is_ready(kube.dpu(n)) for n in kept)
             if how == "delete the DPUSet":
                 await wait_until(lambda: kube.dpuset(DPUSET) is None, what="DPUSet gone")
