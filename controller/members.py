@@ -27,6 +27,11 @@ class MembersCache:
         """True if the node's dpfd is registered. Only meaningful once `synced` is set."""
         return store_keys.member_key(node) in self.watch.items
 
+    async def confirmed_absent(self, node: str) -> bool:
+        """True if etcd itself holds no member key for the node. For decisions that cannot be undone: the
+        cache may lag behind etcd."""
+        return await self.watch.store.get(store_keys.member_key(node)) is None
+
     def nodes(self) -> list[str]:
         return [k[len(store_keys.MEMBERS_PREFIX) :] for k in self.watch.items]
 

@@ -399,7 +399,11 @@ class DPUReconciler:
             return DONE
         if released(self.d.reports.latest(intent.node, ref), dpu):
             await self._remove_finalizer(dpu, key, f"released by node {intent.node}")
-        elif self.d.members.synced.is_set() and not self.d.members.has(intent.node):
+        elif (
+            self.d.members.synced.is_set()
+            and not self.d.members.has(intent.node)
+            and await self.d.members.confirmed_absent(intent.node)  # no host will ever release it
+        ):
             await self._remove_finalizer(dpu, key, f"node {intent.node} has no dpfd")
         return DONE
 

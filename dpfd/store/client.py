@@ -164,18 +164,20 @@ class Store:
         key = key_bytes(prefix)
         return await self.get_range(key, prefix_range_end(key))
 
-    async def get_range(self, key: bytes, range_end: bytes) -> tuple[list[KeyValue], int]:
-        """[key, range_end) (just key when range_end is empty), consistently at one revision."""
+    async def get_range(self, key: bytes, range_end: bytes, revision: int = 0) -> tuple[list[KeyValue], int]:
+        """[key, range_end) (just key when range_end is empty), consistently at one revision: `revision`, or the
+        current one when 0. Raises Compacted when a given revision has been compacted away."""
         what = f"list {key.decode(errors='replace')!r}"
         while True:
             try:
-                return await self._range_pages(what, key, range_end)
+                return await self._range_pages(what, key, range_end, revision)
             except Compacted:
+                if revision:
+                    raise
                 continue  # the snapshot revision was compacted between pages: start over at a newer one
 
-    async def _range_pages(self, what: str, key: bytes, range_end: bytes) -> tuple[list[KeyValue], int]:
+    async def _range_pages(self, what: str, key: bytes, range_end: bytes, revision: int) -> tuple[list[KeyValue], int]:
         kvs: list[KeyValue] = []
-        revision = 0
         start = key
         while True:
             req = rpc_pb2.RangeRequest(key=start, range_end=range_end, limit=RANGE_PAGE, revision=revision)

@@ -5,6 +5,11 @@ multiplexer opens a new stream on the current endpoint and re-creates every watc
 revision, so nothing is lost or repeated. etcd never splits one revision's events across responses, so
 "next revision = last received + 1" is exact. A watch whose revision was compacted is suspended; its owner
 re-lists the range and yields a RESET before it resumes.
+
+A watch that begins with a RESET is created first, from "now", and the range is listed at the revision etcd
+says it starts after. Listing first and then watching from the listed revision + 1 is just as exact, but any
+write in between makes etcd start the watcher behind the store, to catch up in the background; etcd 3.4.23 was
+seen to leave such a watcher without the events that followed (a controller test's member keys never arrived).
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ from aetcd.rpc import rpc_pb2
 
 from dpfd.store.conn import REQUIRE_LEADER, Connection, SharedStream, backoff, pump_requests
 from dpfd.store.convert import events_from_pb, key_str
-from dpfd.store.errors import StoreError, StoreUnavailable
+from dpfd.store.errors import Compacted, StoreError, StoreUnavailable
 from dpfd.store.types import KeyValue, StoreStats, WatchEvent
 
 log = logging.getLogger(__name__)
 
-Lister = Callable[[bytes, bytes], Awaitable[tuple[list[KeyValue], int]]]
+# (key, range_end, revision or 0 for the current one) -> (key-values, their revision)
+Lister = Callable[[bytes, bytes, int], Awaitable[tuple[list[KeyValue], int]]]
 
 
 @dataclass(frozen=True)
@@ -35,12 +41,19 @@ class _CompactedMark:
     compact_revision: int
 
 
+@dataclass(frozen=True)
+class _CreatedMark:
+    """etcd created a watch asked to start "now": it starts after `revision`."""
+
+    revision: int
+
+
 class _ClosedMark:
     pass
 
 
 _CLOSED = _ClosedMark()
-_Item = WatchEvent | _CompactedMark | _ClosedMark | StoreError
+_Item = WatchEvent | _CompactedMark | _CreatedMark | _ClosedMark | StoreError
 
 
 @dataclass(eq=False)
@@ -49,7 +62,7 @@ class Registration:
 
     key: bytes
     range_end: bytes
-    next_rev: int
+    next_rev: int  # 0: from "now", until etcd says which revision that is
     queue: asyncio.Queue[_Item] = field(default_factory=asyncio.Queue)
     watch_id: int = 0  # id on the current stream; 0 while not created there
 
@@ -168,6 +181,9 @@ class WatchMux(SharedStream):
                 reason = resp.cancel_reason or "no reason given"
                 reg.queue.put_nowait(StoreError(f"{reg.describe()}: etcd cancelled the watch: {reason}"))
             return
+        if resp.created and reg.next_rev == 0:
+            reg.next_rev = int(resp.header.revision) + 1
+            reg.queue.put_nowait(_CreatedMark(int(resp.header.revision)))
         if not resp.events:
             return  # created / progress notification
         events = events_from_pb(resp.events)
@@ -215,23 +231,38 @@ class Watch:
         raise StopAsyncIteration
 
     async def _relist(self) -> WatchEvent:
-        """List the range (retrying while etcd is unreachable) and resume watching just after it."""
+        """Watch from now, list the range at the revision the watch starts after (retrying while etcd is
+        unreachable), and hand out the snapshot as a RESET: the events after it follow on exactly."""
+        while not self._closed:
+            self._mux.remove(self._reg)  # the watch of an earlier try, if any
+            self._reg.queue = asyncio.Queue()  # nothing of an earlier try may follow the new RESET
+            self._reg.next_rev = 0
+            self._mux.add(self._reg)
+            item = await self._reg.queue.get()
+            if isinstance(item, StoreError):
+                self._closed = True
+                raise item
+            if not isinstance(item, _CreatedMark):
+                break  # closed
+            try:
+                kvs = await self._list_at(item.revision)
+            except Compacted:
+                continue  # compacted away already: start over from a newer now
+            self._relist_needed = False
+            self.last_revision = item.revision
+            return WatchEvent(type="RESET", revision=item.revision, snapshot=tuple(kvs))
+        raise StopAsyncIteration
+
+    async def _list_at(self, revision: int) -> list[KeyValue]:
         attempt = 0
         while True:
             try:
-                kvs, rev = await self._lister(self._reg.key, self._reg.range_end)
-                break
+                kvs, _ = await self._lister(self._reg.key, self._reg.range_end, revision)
+                return kvs
             except StoreUnavailable as err:
                 attempt += 1
                 log.info("%s: listing failed, retrying: %s", self._reg.describe(), err)
                 await asyncio.sleep(backoff(attempt))
-        if self._closed:
-            raise StopAsyncIteration
-        self._relist_needed = False
-        self._reg.next_rev = rev + 1
-        self._mux.add(self._reg)
-        self.last_revision = rev
-        return WatchEvent(type="RESET", revision=rev, snapshot=tuple(kvs))
 
     async def close(self) -> None:
         if self._closed:

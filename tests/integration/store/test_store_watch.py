@@ -48,6 +48,39 @@ async def test_list_then_watch(store: Store) -> None:
         assert watch.last_revision == rev_del
 
 
+async def test_writes_racing_the_start_are_in_the_snapshot_or_the_events_exactly_once(store: Store) -> None:
+    """A writer keeps putting while watches start: each sees every write once, in the RESET or as an event."""
+    written: list[str] = []
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        while not stop.is_set():
+            key = f"/w/race/{len(written):04d}"
+            await store.put(key, "x")
+            written.append(key)
+
+    task = asyncio.create_task(writer())
+    watches = [store.watch_prefix("/w/race/") for _ in range(20)]
+    try:
+        resets = [(await take(w, 1))[0] for w in watches]  # each starts while the writer writes
+    finally:
+        stop.set()
+        await task
+    last = await store.revision()
+    for watch, reset in zip(watches, resets, strict=True):
+        assert reset.type == "RESET"
+        seen = [kv.key for kv in reset.snapshot]
+        revisions = [reset.revision]
+        while watch.last_revision < last:
+            [ev] = await take(watch, 1)
+            assert ev.kv is not None
+            seen.append(ev.kv.key)
+            revisions.append(ev.revision)
+        await watch.close()
+        assert seen == written, "a write lost or repeated between the snapshot and the events"
+        assert revisions == sorted(set(revisions))
+
+
 async def test_watch_from_a_revision_replays_history(store: Store) -> None:
     revs = [await store.put(f"/w/h/{i}", str(i)) for i in range(5)]
     async with store.watch_prefix("/w/h/", start_revision=revs[2]) as watch:
