@@ -248,6 +248,8 @@ class Watch:
                 kvs = await self._list_at(item.revision)
             except Compacted:
                 continue  # compacted away already: start over from a newer now
+            if self._closed:
+                break
             self._relist_needed = False
             self.last_revision = item.revision
             return WatchEvent(type="RESET", revision=item.revision, snapshot=tuple(kvs))
